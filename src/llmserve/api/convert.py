@@ -1,0 +1,89 @@
+"""Wire requests → the backend-neutral inputs the services take."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from llmserve.errors import InvalidRequest
+from llmserve.providers.base import ChatMessage, GenerationOptions
+from llmserve.schemas.common import SeedTurn
+from llmserve.schemas.openai import ChatCompletionRequest, CompletionRequest, SamplingFields
+from llmserve.schemas.seed import SeedChatRequest
+
+
+def sampling_options(request: SamplingFields, max_tokens: int | None, **extra: object) -> GenerationOptions:
+    return GenerationOptions(
+        max_tokens=max_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        top_k=request.top_k,
+        n=request.n,
+        stop=request.stop_sequences(),
+        seed=request.seed,
+        presence_penalty=request.presence_penalty,
+        frequency_penalty=request.frequency_penalty,
+        ignore_eos=request.ignore_eos,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def chat_options(request: ChatCompletionRequest) -> GenerationOptions:
+    both = request.max_tokens is not None and request.max_completion_tokens is not None
+    if both and request.max_tokens != request.max_completion_tokens:
+        raise InvalidRequest("Send max_tokens or max_completion_tokens, not both", param="max_tokens")
+    return sampling_options(
+        request,
+        request.max_completion_tokens or request.max_tokens,
+        tools=tuple(request.tools or ()),
+        response_format=request.response_format,
+        logprobs=bool(request.logprobs),
+        clamp_max_tokens=request.prompt is not None,
+    )
+
+
+def completion_options(request: CompletionRequest) -> GenerationOptions:
+    if request.suffix:
+        raise InvalidRequest("suffix is not supported", param="suffix")
+    if request.logprobs:
+        raise InvalidRequest("logprobs are not supported", param="logprobs")
+    if request.best_of not in (None, 1, request.n):
+        raise InvalidRequest("best_of is not supported", param="best_of")
+    return sampling_options(request, request.max_tokens)
+
+
+def chat_messages(request: ChatCompletionRequest) -> tuple[list[ChatMessage], list[ChatMessage]]:
+    """(inline history, new messages): the seed body shape carries its history separately."""
+    if request.prompt is not None:
+        return turns(request.history or []), [ChatMessage("user", request.prompt)]
+    assert request.messages is not None  # the schema requires messages or prompt
+    converted = []
+    for position, message in enumerate(request.messages):
+        if message.has_non_text_parts():
+            raise InvalidRequest(
+                "Only text content parts are supported", param=f"messages.{position}.content"
+            )
+        # 'developer' is OpenAI's newer name for 'system'; chat templates know only the latter.
+        role = "system" if message.role == "developer" else message.role
+        converted.append(ChatMessage(role, message.text()))
+    return [], converted
+
+
+def turns(history: Sequence[SeedTurn]) -> list[ChatMessage]:
+    return [ChatMessage(turn.role, turn.content) for turn in history]
+
+
+def seed_options(request: SeedChatRequest) -> GenerationOptions:
+    return GenerationOptions(
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        clamp_max_tokens=True,
+    )
+
+
+def single_prompt(request: CompletionRequest) -> str:
+    if isinstance(request.prompt, str):
+        return request.prompt
+    if len(request.prompt) > 1:
+        raise InvalidRequest("Send one prompt per request; use the Batch API for many", param="prompt")
+    return request.prompt[0]

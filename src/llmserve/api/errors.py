@@ -1,0 +1,100 @@
+"""Domain exceptions → OpenAI error objects, in one place.
+
+Every error a client can see has the shape ``{"error": {"message", "type", "param", "code"}}``.
+Invalid input is 400, never FastAPI's default 422; an unexpected failure is a 500 with no internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from llmserve.api.sse import sse_event
+from llmserve.errors import LLMServeError, Overloaded
+
+logger = logging.getLogger(__name__)
+
+_STATUS_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "service_unavailable",
+}
+
+
+def error_payload(
+    message: str, error_type: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def error_response(
+    status: int, message: str, *, param: str | None = None, code: str | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        error_payload(message, _STATUS_TYPES.get(status, "api_error"), param=param, code=code), status
+    )
+
+
+def payload_for(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, LLMServeError):
+        return error_payload(exc.message, exc.error_type, param=exc.param, code=exc.code)
+    return error_payload("Internal server error", "internal_error", code="internal_error")
+
+
+def stream_error_event(exc: BaseException) -> bytes:
+    """For failures after the first streamed byte: the status line is gone, so send it as an event."""
+    if not isinstance(exc, LLMServeError):
+        logger.exception("stream failed", exc_info=exc)
+    return sse_event(payload_for(exc))
+
+
+def describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
+    first = exc.errors()[0]
+    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    param = ".".join(location) or None
+    if first.get("type") == "json_invalid":
+        return f"We could not parse the JSON body of your request: {first.get('msg')}", None
+    message = first.get("msg", "Invalid request")
+    return (f"Invalid value for '{param}': {message}" if param else message), param
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LLMServeError)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Overloaded) else None
+    if exc.status_code == 503 and headers is None:
+        headers = {"Retry-After": "1"}
+    return JSONResponse(payload_for(exc), exc.status_code, headers=headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    message, param = describe_validation(exc)
+    return error_response(400, message, param=param)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = "request_too_large" if exc.status_code == 413 else None
+    return error_response(exc.status_code, str(exc.detail), code=code)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(payload_for(exc), 500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(LLMServeError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,94 @@
+"""create_app(settings): the one place that builds, wires and closes every long-lived object."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from llmserve import __version__
+from llmserve.api.deps import Services
+from llmserve.api.errors import install_error_handlers
+from llmserve.api.middleware import BodySizeLimitMiddleware, JsonBodyMiddleware, RequestIdMiddleware
+from llmserve.api.routes import health, openai, seed, ws
+from llmserve.config import Settings
+from llmserve.engine.manager import ModelManager
+from llmserve.services.chat import ChatService
+from llmserve.services.conversations import ConversationService
+from llmserve.services.models import ModelRegistry
+from llmserve.storage.db import Database
+
+logger = logging.getLogger(__name__)
+
+IDLE_CHECK_SECONDS = 5.0
+
+
+async def _unload_idle_models(managers: list[ModelManager]) -> None:
+    while True:
+        await asyncio.sleep(IDLE_CHECK_SECONDS)
+        for manager in managers:
+            await manager.unload_if_idle()
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = Database(settings.effective_database_url)
+    registry = ModelRegistry.from_settings(settings)
+    idle_task: asyncio.Task[None] | None = None
+    try:
+        await database.upgrade()
+        conversations = ConversationService(database)
+        app.state.services = Services(
+            settings=settings,
+            database=database,
+            registry=registry,
+            conversations=conversations,
+            chat=ChatService(registry, conversations),
+        )
+        if settings.engine.preload:
+            for manager in registry.managers:
+                manager.start_loading()
+        if any(m.deployment.idle_unload_seconds for m in registry.managers):
+            idle_task = asyncio.create_task(_unload_idle_models(registry.managers))
+        logger.info(
+            "llmserve %s ready to accept requests; models: %s",
+            __version__,
+            ", ".join(g.name for g in registry.groups()),
+        )
+        yield
+    finally:
+        if idle_task is not None:
+            idle_task.cancel()
+            await asyncio.gather(idle_task, return_exceptions=True)
+        await registry.close()
+        await database.dispose()
+
+
+def create_app(settings: Settings) -> FastAPI:
+    app = FastAPI(
+        title="llmserve",
+        version=__version__,
+        description="Any LLM as a production Web API: OpenAI-compatible and seed-native chat endpoints.",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    for router in (openai.router, seed.router, seed.simple_router, ws.router, health.router):
+        app.include_router(router)
+    if settings.server.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.server.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.server.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app

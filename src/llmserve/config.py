@@ -1,0 +1,182 @@
+"""One settings tree: defaults < YAML file < ``LLMSERVE_*`` environment < CLI flags.
+
+Everything the process needs is read here once and handed to ``create_app(settings)``; nothing else
+reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+BUNDLED_MODEL_ID = "tiny-chat"
+DEFAULT_PORT = 8888
+
+ProviderKind = Literal["local", "openai", "anthropic"]
+
+
+def default_data_dir() -> Path:
+    """XDG data home, so a plain ``llmserve serve`` keeps history between runs without flags."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "llmserve"
+
+
+class _Strict(BaseModel):
+    # Typos in a config file must be loud: an unknown key is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Pricing(_Strict):
+    input_per_1k: float = Field(0.0, ge=0)
+    output_per_1k: float = Field(0.0, ge=0)
+
+
+class ModelDeployment(_Strict):
+    """One ``models:`` entry. Entries sharing a ``name`` are deployments of one model group."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/@-]+$")
+    provider: ProviderKind = "local"
+    model: str = Field(
+        min_length=1, description="HF id or local path, 'tiny-chat', or the upstream model name"
+    )
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    trust_remote_code: bool = False
+    context_window: int | None = Field(None, gt=0, description="Overrides the model's own limit")
+    default_max_tokens: int = Field(512, gt=0, description="Used when a request names no max_tokens")
+    idle_unload_seconds: float | None = Field(None, gt=0, description="Unload a local model idle this long")
+    # Remote providers (built by the gateway issue; the format holds them already).
+    api_base: str | None = None
+    api_key: SecretStr | None = None
+    timeout: float = Field(60.0, gt=0)
+    weight: float = Field(1.0, gt=0)
+    rpm: int | None = Field(None, gt=0)
+    tpm: int | None = Field(None, gt=0)
+    max_concurrency: int | None = Field(None, gt=0)
+    pricing: Pricing | None = None
+
+    @model_validator(mode="after")
+    def _remote_needs_base(self) -> ModelDeployment:
+        if self.provider == "openai" and not self.api_base:
+            raise ValueError("provider 'openai' needs api_base (e.g. http://127.0.0.1:8000/v1)")
+        return self
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0, description="Larger request bodies get 413")
+    cors_origins: list[str] = Field(default_factory=list)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class EngineSettings(_Strict):
+    preload: bool = Field(False, description="Load local models at start instead of on first use")
+    max_queued_requests: int = Field(256, gt=0, description="Waiting generations per local model")
+    threads: int | None = Field(None, gt=0, description="torch intra-op threads; default: torch's choice")
+
+
+def _bundled_models() -> list[ModelDeployment]:
+    return [ModelDeployment(name=BUNDLED_MODEL_ID, provider="local", model=BUNDLED_MODEL_ID)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LLMSERVE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        yaml_file=None,
+    )
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = Field(None, description="Default: SQLite file in data_dir")
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    models: list[ModelDeployment] = Field(default_factory=_bundled_models, min_length=1)
+    default_model: str | None = Field(None, description="Group answering requests without 'model'")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _check_default_model(self) -> Settings:
+        names = [entry.name for entry in self.models]
+        if self.default_model is None:
+            self.default_model = names[0]
+        elif self.default_model not in names:
+            raise ValueError(
+                f"default_model {self.default_model!r} is not one of the models: {sorted(set(names))}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production" and any(m.trust_remote_code for m in self.models):
+            # Remote code runs with the server's rights; production must opt out of this explicitly.
+            raise ValueError("trust_remote_code is refused when environment is 'production'")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        from llmserve.storage.db import sqlite_url_for
+
+        return self.database_url or sqlite_url_for(self.data_dir)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # yaml_file is None on Settings itself; load_settings() sets it on a per-call subclass.
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+
+class ConfigError(Exception):
+    """A config file or value is invalid; the message names the offending field."""
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings; ``overrides`` (CLI flags) win over env, env wins over the YAML file."""
+    from pydantic import ValidationError
+
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file not found: {config_file}")
+    settings_cls: type[Settings] = Settings
+    if config_file is not None:
+        # A subclass per call carries the file path; pydantic-settings reads it from model_config.
+        settings_cls = type(
+            "FileSettings", (Settings,), {"model_config": {**Settings.model_config, "yaml_file": config_file}}
+        )
+    try:
+        return settings_cls(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, config_file)) from exc
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # unreadable file or broken YAML
+        raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
+
+
+def describe_validation_error(exc: Any, config_file: Path | None) -> str:
+    where = f" in {config_file}" if config_file else ""
+    lines = [f"invalid configuration{where}:"]
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "(root)"
+        lines.append(f"  {field}: {error['msg']}")
+    return "\n".join(lines)

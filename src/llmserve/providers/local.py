@@ -1,0 +1,134 @@
+"""The in-process provider: a Hugging Face model run by the local engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from llmserve.config import ModelDeployment
+from llmserve.engine.loader import LoadedModel
+from llmserve.engine.sampling import SamplingParams
+from llmserve.engine.worker import LocalEngine
+from llmserve.errors import ContextLengthExceeded, InvalidRequest
+from llmserve.providers.base import (
+    ChatInput,
+    Choice,
+    Completion,
+    Delta,
+    GenerationInput,
+    GenerationOptions,
+    StreamEvent,
+    Usage,
+)
+
+
+def _plain_chat_prompt(messages: list[dict[str, str]]) -> str:
+    """For tokenizers that ship no chat template (base models): a readable transcript."""
+    lines = [f"{m['role']}: {m['content']}" for m in messages]
+    return "\n".join([*lines, "assistant:"])
+
+
+def render_prompt_ids(loaded: LoadedModel, request: GenerationInput) -> list[int]:
+    tokenizer = loaded.tokenizer
+    if isinstance(request, ChatInput):
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        if getattr(tokenizer, "chat_template", None):
+            ids: Any = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # some tokenizers return an encoding
+                ids = ids["input_ids"]
+            return [int(token) for token in ids]
+        return list(tokenizer(_plain_chat_prompt(messages))["input_ids"])
+    return list(tokenizer(request.prompt)["input_ids"])
+
+
+class LocalProvider:
+    def __init__(self, deployment: ModelDeployment, engine: LocalEngine) -> None:
+        self.name = deployment.name
+        self.deployment = deployment
+        self.engine = engine
+
+    async def count_tokens(self, request: GenerationInput) -> int:
+        return len(render_prompt_ids(await self.engine.manager.get(), request))
+
+    async def complete(self, request: GenerationInput) -> Completion:
+        texts: dict[int, list[str]] = {}
+        finishes: dict[int, Any] = {}
+        usage = Usage(0, 0)
+        async for event in self.stream(request):
+            if isinstance(event, Usage):
+                usage = event
+                continue
+            texts.setdefault(event.index, []).append(event.text)
+            if event.finish_reason is not None:
+                finishes[event.index] = event.finish_reason
+        choices = [Choice(i, "".join(parts), finishes.get(i, "stop")) for i, parts in sorted(texts.items())]
+        return Completion(choices=choices, usage=usage)
+
+    async def stream(self, request: GenerationInput) -> AsyncIterator[StreamEvent]:
+        self._check_supported(request.options)
+        loaded = await self.engine.manager.get()
+        prompt_ids = render_prompt_ids(loaded, request)
+        max_tokens = self._fit_max_tokens(len(prompt_ids), request.options, loaded.context_window)
+        completion_tokens = 0
+        for index in range(request.options.n):
+            params = self._sampling_params(request.options, max_tokens, index)
+            async for step in self.engine.stream(prompt_ids, params):
+                completion_tokens += 0 if step.finish_reason is None else step.completion_tokens
+                if step.text or step.finish_reason is not None:
+                    finish = None if step.finish_reason is None else step.finish_reason
+                    yield Delta(index, step.text, finish)
+        yield Usage(prompt_tokens=len(prompt_ids), completion_tokens=completion_tokens)
+
+    def _check_supported(self, options: GenerationOptions) -> None:
+        if options.tools:
+            raise InvalidRequest(f"Model '{self.name}' does not support tools", param="tools")
+        if options.response_format and options.response_format.get("type", "text") != "text":
+            raise InvalidRequest(
+                f"Model '{self.name}' supports only response_format type 'text'", param="response_format"
+            )
+        if options.logprobs:
+            raise InvalidRequest(f"Model '{self.name}' does not return logprobs", param="logprobs")
+
+    def _fit_max_tokens(self, prompt_tokens: int, options: GenerationOptions, context_window: int) -> int:
+        available = context_window - prompt_tokens
+        requested = options.max_tokens
+        if requested is not None and options.clamp_max_tokens and available > 0:
+            requested = min(requested, available)
+        if requested is None:
+            if available <= 0:
+                raise _context_error(context_window, prompt_tokens, 0)
+            return min(self.deployment.default_max_tokens, available)
+        if requested > available:
+            raise _context_error(context_window, prompt_tokens, requested)
+        return requested
+
+    @staticmethod
+    def _sampling_params(options: GenerationOptions, max_tokens: int, index: int) -> SamplingParams:
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            top_k=options.top_k,
+            # n choices from one seed must differ from each other yet stay reproducible.
+            seed=None if options.seed is None else options.seed + index,
+            stop=options.stop,
+            presence_penalty=options.presence_penalty,
+            frequency_penalty=options.frequency_penalty,
+            ignore_eos=options.ignore_eos,
+        )
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        raise InvalidRequest(f"Model '{self.name}' does not support embeddings", param="model")
+
+    async def close(self) -> None:
+        await self.engine.close()
+
+
+def _context_error(context_window: int, prompt_tokens: int, completion_tokens: int) -> ContextLengthExceeded:
+    # OpenAI's wording, which SDKs and client libraries match on.
+    return ContextLengthExceeded(
+        f"This model's maximum context length is {context_window} tokens. However, you requested "
+        f"{prompt_tokens + completion_tokens} tokens ({prompt_tokens} in the messages, "
+        f"{completion_tokens} in the completion). Please reduce the length of the messages or completion.",
+        param="messages",
+    )

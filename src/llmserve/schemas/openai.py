@@ -1,0 +1,183 @@
+"""OpenAI protocol wire formats (chat completions, completions, models), plus our extensions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from llmserve.schemas.common import SeedTurn
+
+Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
+TopP = Annotated[float, Field(gt=0.0, le=1.0)]
+Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
+MaxTokens = Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class _Lenient(BaseModel):
+    # SDKs add fields over time (store, parallel_tool_calls, ...); unknown ones must not break clients.
+    model_config = ConfigDict(extra="ignore")
+
+
+class ContentPart(_Lenient):
+    type: str
+    text: str | None = None
+
+
+class ChatMessageIn(_Lenient):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text or "" for part in self.content if part.type in ("text", "input_text"))
+
+    def has_non_text_parts(self) -> bool:
+        return isinstance(self.content, list) and any(
+            p.type not in ("text", "input_text") for p in self.content
+        )
+
+
+class StreamOptions(_Lenient):
+    include_usage: bool = False
+
+
+class CacheControl(BaseModel):
+    """The ``cache`` extension; accepted now, acted on by the caching issue."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    no_cache: bool = Field(False, alias="no-cache")
+    no_store: bool = Field(False, alias="no-store")
+    ttl: int | None = Field(None, ge=0)
+    namespace: str | None = Field(None, max_length=128)
+
+
+class SamplingFields(_Lenient):
+    model: str | None = Field(None, max_length=256, description="Omit to use the default model group")
+    max_tokens: MaxTokens | None = None
+    temperature: Temperature = 1.0
+    top_p: TopP = 1.0
+    top_k: int = Field(0, ge=0, description="Extension: 0 disables top-k")
+    n: int = Field(1, ge=1, le=16)
+    stop: str | list[str] | None = None
+    seed: int | None = Field(None, ge=-(2**63), lt=2**63)
+    presence_penalty: Penalty = 0.0
+    frequency_penalty: Penalty = 0.0
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+    ignore_eos: bool = Field(False, description="Extension: generate max_tokens even past end-of-sequence")
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences are allowed")
+        return value
+
+    def stop_sequences(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+
+class ChatCompletionRequest(SamplingFields):
+    messages: list[ChatMessageIn] | None = Field(None, min_length=1)
+    # The seed's body shape: {prompt, history, max_tokens, temperature, top_p}.
+    prompt: str | None = None
+    history: list[SeedTurn] | None = None
+    max_completion_tokens: MaxTokens | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    logprobs: bool | None = None
+    # Extensions.
+    conversation_id: str | None = Field(None, max_length=64)
+    priority: int | None = Field(None, ge=0, le=100)
+    cache: CacheControl | None = None
+
+    @model_validator(mode="after")
+    def _messages_or_prompt(self) -> ChatCompletionRequest:
+        if self.messages is None and self.prompt is None:
+            raise ValueError("either 'messages' or the seed field 'prompt' is required")
+        if self.messages is not None and self.prompt is not None:
+            raise ValueError("send either 'messages' or 'prompt', not both")
+        return self
+
+
+class CompletionRequest(SamplingFields):
+    prompt: str | list[str] = Field(description="A prompt, or a list of prompts (one result each)")
+    max_tokens: MaxTokens | None = 16
+    echo: bool = False
+    suffix: str | None = None
+    logprobs: int | None = None
+    best_of: int | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _non_empty_list(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError("prompt list must not be empty")
+        return value
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessageOut(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoiceOut(BaseModel):
+    index: int
+    message: AssistantMessageOut
+    finish_reason: str
+    logprobs: None = None
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoiceOut]
+    usage: UsageOut
+    system_fingerprint: str | None = None
+    conversation_id: str | None = Field(None, description="Extension: set when history is stored")
+
+
+class CompletionChoiceOut(BaseModel):
+    index: int
+    text: str
+    finish_reason: str
+    logprobs: None = None
+
+
+class CompletionResponse(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoiceOut]
+    usage: UsageOut
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelOut]

@@ -1,0 +1,83 @@
+"""The seed-native chat API: the shapes the product was first described with. Keep them exact."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmserve.schemas.common import SeedTurn
+
+
+class SeedChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = Field(min_length=1, max_length=1_000_000)
+    history: list[SeedTurn] = Field(default_factory=list)
+    # An upper bound, as in the seed (chatglm's max_length): clamped to what the context leaves.
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    conversation_id: str | None = Field(None, max_length=64)
+    model: str | None = Field(None, max_length=256, description="Extension: the model group to use")
+
+
+class SeedChatResponse(BaseModel):
+    response: str
+    history: list[SeedTurn]
+    status: int = 200
+    time: str = Field(description="Server local time, 'YYYY-mm-dd HH:MM:SS'")
+    message_id: str
+    conversation_id: str
+
+
+class SeedStreamRequest(SeedChatRequest):
+    stream: bool = True
+
+
+class SeedStreamQuery(BaseModel):
+    """``GET /chat/stream`` query parameters (EventSource can only GET; no history in a URL)."""
+
+    prompt: str = Field(min_length=1, max_length=16_000)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    conversation_id: str | None = Field(None, max_length=64)
+    model: str | None = Field(None, max_length=256)
+    stream: bool = True
+
+
+class StoredMessageOut(BaseModel):
+    id: str
+    conversation_id: str
+    role: str
+    content: str
+    model: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    created_at: datetime
+
+
+class StoredMessages(BaseModel):
+    conversation_id: str
+    messages: list[StoredMessageOut]
+
+
+class SimpleChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    message: str = Field(min_length=1, max_length=1_000_000)
+    model: str | None = Field(None, max_length=256)
+    stream: bool = False
+    priority: int = Field(5, ge=0, le=100)
+
+
+class SimpleChatResponse(BaseModel):
+    response: str
+    model_used: str
+    latency_ms: float
+    cached: bool
+
+
+def seed_time(moment: datetime | None = None) -> str:
+    return (moment or datetime.now()).strftime("%Y-%m-%d %H:%M:%S")

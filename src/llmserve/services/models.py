@@ -1,0 +1,96 @@
+"""ModelRegistry: the model groups this process serves and the providers behind them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from llmserve.config import ModelDeployment, Settings
+from llmserve.engine.manager import ModelManager
+from llmserve.engine.worker import LocalEngine
+from llmserve.errors import ModelNotFound
+from llmserve.providers.base import Provider
+from llmserve.providers.local import LocalProvider
+
+
+class UnsupportedProvider(Exception):
+    """A config names a provider this build cannot serve; raised at start, never per request."""
+
+
+@dataclass(frozen=True)
+class ModelGroup:
+    name: str
+    providers: tuple[Provider, ...]
+    deployments: tuple[ModelDeployment, ...]
+    created: int
+
+    @property
+    def owned_by(self) -> str:
+        return (
+            "llmserve"
+            if all(d.provider == "local" for d in self.deployments)
+            else self.deployments[0].provider
+        )
+
+
+class ModelRegistry:
+    def __init__(self, groups: Iterable[ModelGroup], default_model: str) -> None:
+        self._groups = {group.name: group for group in groups}
+        self.default_model = default_model
+        self.managers: list[ModelManager] = [
+            provider.engine.manager
+            for group in self._groups.values()
+            for provider in group.providers
+            if isinstance(provider, LocalProvider)
+        ]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelRegistry:
+        created = int(time.time())
+        by_name: dict[str, list[ModelDeployment]] = {}
+        for deployment in settings.models:
+            by_name.setdefault(deployment.name, []).append(deployment)
+        groups = [
+            ModelGroup(
+                name,
+                tuple(_build_provider(d, settings) for d in deployments),
+                tuple(deployments),
+                created,
+            )
+            for name, deployments in by_name.items()
+        ]
+        assert settings.default_model is not None  # filled in by Settings' validator
+        return cls(groups, settings.default_model)
+
+    def groups(self) -> list[ModelGroup]:
+        return list(self._groups.values())
+
+    def group(self, model: str | None) -> ModelGroup:
+        name = model or self.default_model
+        group = self._groups.get(name)
+        if group is None:
+            raise ModelNotFound(
+                f"The model '{name}' does not exist or you do not have access to it.", param="model"
+            )
+        return group
+
+    def resolve(self, model: str | None) -> tuple[str, Provider]:
+        """The group's name and the provider to call (the gateway issue puts a router here)."""
+        group = self.group(model)
+        return group.name, group.providers[0]
+
+    async def close(self) -> None:
+        for group in self._groups.values():
+            for provider in group.providers:
+                await provider.close()
+
+
+def _build_provider(deployment: ModelDeployment, settings: Settings) -> Provider:
+    if deployment.provider == "local":
+        engine = LocalEngine(ModelManager(deployment), settings.engine.max_queued_requests)
+        return LocalProvider(deployment, engine)
+    raise UnsupportedProvider(
+        f"models entry '{deployment.name}': provider '{deployment.provider}' is not available in this build "
+        "(only 'local' is)"
+    )

@@ -1,0 +1,3 @@
+"""Shared test configuration. Database fixtures live in the ``tests.fixtures_db`` plugin."""
+
+pytest_plugins = ["tests.fixtures_db"]
