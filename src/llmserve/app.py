@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -16,11 +17,13 @@ from llmserve.api.errors import install_error_handlers
 from llmserve.api.middleware import BodySizeLimitMiddleware, JsonBodyMiddleware, RequestIdMiddleware
 from llmserve.api.routes import health, openai, seed, ws
 from llmserve.config import Settings
-from llmserve.engine.manager import ModelManager
 from llmserve.services.chat import ChatService
 from llmserve.services.conversations import ConversationService
 from llmserve.services.models import ModelRegistry
 from llmserve.storage.db import Database
+
+if TYPE_CHECKING:
+    from llmserve.engine.manager import ModelManager
 
 logger = logging.getLogger(__name__)
 

@@ -12,20 +12,29 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from llmserve.config import ModelDeployment
-from llmserve.engine.loader import LoadedModel, load_model
 from llmserve.errors import ModelLoadFailed
+
+if TYPE_CHECKING:
+    from llmserve.engine.loader import LoadedModel
 
 logger = logging.getLogger(__name__)
 
 LoadState = Literal["unloaded", "loading", "ready", "failed"]
-Loader = Callable[[ModelDeployment], LoadedModel]
+Loader = Callable[[ModelDeployment], "LoadedModel"]
+
+
+def load_with_transformers(deployment: ModelDeployment) -> LoadedModel:
+    # Imported here, not at the top: a gateway-only install (no torch) must still import the app.
+    from llmserve.engine.loader import load_model
+
+    return load_model(deployment)
 
 
 class ModelManager:
-    def __init__(self, deployment: ModelDeployment, loader: Loader = load_model) -> None:
+    def __init__(self, deployment: ModelDeployment, loader: Loader = load_with_transformers) -> None:
         self.deployment = deployment
         self._loader = loader
         self._lock = asyncio.Lock()

@@ -7,6 +7,7 @@ from typing import Any
 
 from llmserve.config import ModelDeployment
 from llmserve.engine.loader import LoadedModel
+from llmserve.engine.manager import ModelManager
 from llmserve.engine.sampling import SamplingParams
 from llmserve.engine.worker import LocalEngine
 from llmserve.errors import ContextLengthExceeded, InvalidRequest
@@ -46,6 +47,10 @@ class LocalProvider:
         self.name = deployment.name
         self.deployment = deployment
         self.engine = engine
+
+    @property
+    def manager(self) -> ModelManager:
+        return self.engine.manager
 
     async def count_tokens(self, request: GenerationInput) -> int:
         return len(render_prompt_ids(await self.engine.manager.get(), request))

@@ -5,13 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from llmserve.config import ModelDeployment, Settings
 from llmserve.engine.manager import ModelManager
-from llmserve.engine.worker import LocalEngine
 from llmserve.errors import ModelNotFound
 from llmserve.providers.base import Provider
-from llmserve.providers.local import LocalProvider
+
+
+@runtime_checkable
+class LocallyManaged(Protocol):
+    """A provider whose weights live in this process (health, preload and idle unload look at it)."""
+
+    @property
+    def manager(self) -> ModelManager: ...
 
 
 class UnsupportedProvider(Exception):
@@ -39,10 +46,10 @@ class ModelRegistry:
         self._groups = {group.name: group for group in groups}
         self.default_model = default_model
         self.managers: list[ModelManager] = [
-            provider.engine.manager
+            provider.manager
             for group in self._groups.values()
             for provider in group.providers
-            if isinstance(provider, LocalProvider)
+            if isinstance(provider, LocallyManaged)
         ]
 
     @classmethod
@@ -88,6 +95,14 @@ class ModelRegistry:
 
 def _build_provider(deployment: ModelDeployment, settings: Settings) -> Provider:
     if deployment.provider == "local":
+        try:  # torch and transformers come with the `local` extra; a gateway-only install lacks them
+            from llmserve.engine.worker import LocalEngine
+            from llmserve.providers.local import LocalProvider
+        except ImportError as exc:
+            raise UnsupportedProvider(
+                f"models entry '{deployment.name}': provider 'local' needs the local extra "
+                f"(pip install 'llmserve[local]'): {exc}"
+            ) from exc
         engine = LocalEngine(ModelManager(deployment), settings.engine.max_queued_requests)
         return LocalProvider(deployment, engine)
     raise UnsupportedProvider(
