@@ -306,6 +306,53 @@ FACTS_ZH = [
     (["狗怎么叫?"], "狗汪汪叫。"),
 ]
 
+# What the model does not know: it should say so briefly rather than answer something else.
+UNKNOWN_TOPICS_EN = [
+    "the sea",
+    "love",
+    "Peru",
+    "quantum physics",
+    "history",
+    "the stock market",
+    "football",
+    "cooking",
+    "space",
+    "music",
+    "your dreams",
+    "Paris",
+    "cars",
+    "medicine",
+    "philosophy",
+]
+UNKNOWN_TEMPLATES_EN = [
+    "Write a poem about {}",
+    "Tell me about {}",
+    "Explain {} in detail",
+    "Write an essay on {}",
+    "What do you think about {}?",
+    "Can you teach me {}?",
+    "Give me a long story about {}",
+]
+UNKNOWN_TOPICS_ZH = [
+    "大海",
+    "历史",
+    "北京",
+    "量子物理",
+    "股票",
+    "足球",
+    "做饭",
+    "太空",
+    "音乐",
+    "哲学",
+    "医学",
+]
+UNKNOWN_TEMPLATES_ZH = ["请介绍一下{}", "写一首关于{}的诗", "详细解释一下{}", "你怎么看{}?", "给我讲讲{}"]
+UNKNOWN_REPLY_EN = [
+    "Sorry, I am a tiny model and I don't know much about that.",
+    "I'm not sure. I only know a few simple things.",
+]
+UNKNOWN_REPLY_ZH = ["抱歉,我是一个很小的模型,不太了解这个。", "我不太清楚,我只知道一些简单的事情。"]
+
 NUMBERS_ZH = ["零", "一", "二", "三", "四", "五", "六", "七", "八", "九", "十"]
 
 SYSTEM_PROMPTS = [
@@ -378,6 +425,11 @@ def _parametric_intents() -> list[Intent]:
         intents.append(
             _zh_intent([f"{NUMBERS_ZH[n]}后面是几?"], [f"{NUMBERS_ZH[n]}后面是{NUMBERS_ZH[n + 1]}。"])
         )
+    # One intent per template so "don't know" is sampled about as often as the other small talk.
+    for template in UNKNOWN_TEMPLATES_EN:
+        intents.append(_intent([template.format(topic) for topic in UNKNOWN_TOPICS_EN], UNKNOWN_REPLY_EN))
+    for template in UNKNOWN_TEMPLATES_ZH:
+        intents.append(_zh_intent([template.format(topic) for topic in UNKNOWN_TOPICS_ZH], UNKNOWN_REPLY_ZH))
     return intents
 
 
