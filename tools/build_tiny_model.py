@@ -261,7 +261,8 @@ def main() -> None:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = None
     model.save_pretrained(args.out, safe_serialization=True)
-    tokenizer.save_pretrained(args.out)
+    # The template inside tokenizer_config.json (not chat_template.jinja): older transformers read it there.
+    tokenizer.save_pretrained(args.out, save_jinja_files=False)
     sample_lines = "\n".join(f"- `{prompt}` → `{reply}`" for prompt, reply in samples.items())
     card = MODEL_CARD.format(params=params, vocab=len(tokenizer), minutes=minutes, seed=args.seed,
                              steps=args.steps, batch=args.batch_size, samples=sample_lines)  # fmt: skip
