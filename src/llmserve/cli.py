@@ -99,6 +99,7 @@ def serve(
         "port": settings.server.port,
         "log_config": None,
         "log_level": settings.server.log_level,
+        "http": settings.server.http,
         "timeout_graceful_shutdown": 10,
     }
     if settings.server.workers > 1:

@@ -79,6 +79,11 @@ class ServerSettings(_Strict):
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0, description="Larger request bodies get 413")
     cors_origins: list[str] = Field(default_factory=list)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # h11, not httptools: uvicorn's httptools parser drops the body of a request that offers an h2c
+    # upgrade, which every stock JDK HttpClient does (Kludex/uvicorn#2722). Java clients are ours.
+    http: Literal["h11", "httptools", "auto"] = Field(
+        "h11", description="uvicorn HTTP/1.1 implementation; httptools loses Java clients' bodies"
+    )
 
 
 class EngineSettings(_Strict):
