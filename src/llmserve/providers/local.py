@@ -52,6 +52,10 @@ class LocalProvider:
     def manager(self) -> ModelManager:
         return self.engine.manager
 
+    @property
+    def in_flight(self) -> int:
+        return self.engine.pending
+
     async def count_tokens(self, request: GenerationInput) -> int:
         return len(render_prompt_ids(await self.engine.manager.get(), request))
 

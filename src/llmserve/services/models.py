@@ -20,6 +20,11 @@ class LocallyManaged(Protocol):
     @property
     def manager(self) -> ModelManager: ...
 
+    @property
+    def in_flight(self) -> int:
+        """Generations queued or running; 0 means the model's worker is idle."""
+        ...
+
 
 class UnsupportedProvider(Exception):
     """A config names a provider this build cannot serve; raised at start, never per request."""
@@ -69,6 +74,15 @@ class ModelRegistry:
         ]
         assert settings.default_model is not None  # filled in by Settings' validator
         return cls(groups, settings.default_model)
+
+    def in_flight(self) -> dict[str, int]:
+        """Per model group: generations queued or running on this process's local models."""
+        counts: dict[str, int] = {}
+        for group in self._groups.values():
+            for provider in group.providers:
+                if isinstance(provider, LocallyManaged):
+                    counts[group.name] = counts.get(group.name, 0) + provider.in_flight
+        return counts
 
     def groups(self) -> list[ModelGroup]:
         return list(self._groups.values())

@@ -37,4 +37,11 @@ async def ready(services: ServicesDep) -> JSONResponse:
     if not await services.database.ping():
         body = error_payload("Database unavailable", "service_unavailable", code="database_unavailable")
         return JSONResponse(body, 503, headers={"Retry-After": "1"})
-    return JSONResponse({"status": "ready", "models": {m.deployment.name: m.state for m in managers}})
+    return JSONResponse(
+        {
+            "status": "ready",
+            "models": {m.deployment.name: m.state for m in managers},
+            # Generations queued or running per model: 0 means the worker is idle (a drained replica).
+            "in_flight": services.registry.in_flight(),
+        }
+    )
