@@ -1,7 +1,7 @@
 """llmserve from the official openai SDK: sync, streaming and async, with no changes but the base URL.
 
-    make serve                      # in another terminal
-    python examples/python_sdk.py   # LLMSERVE_URL=http://host:port to point elsewhere
+make serve                      # in another terminal
+python examples/python_sdk.py   # LLMSERVE_URL=http://host:port to point elsewhere
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def encode_dialogue(
     tokenizer: PreTrainedTokenizerFast, messages: list[Message]
 ) -> tuple[list[int], list[int]]:
     """Token ids of the chat-templated dialogue and labels that train only the assistant's words + EOS."""
-    start, end = tokenizer.convert_tokens_to_ids([BOS, EOS])
+    start, end = (tokenizer.convert_tokens_to_ids(token) for token in (BOS, EOS))
     ids: list[int] = []
     labels: list[int] = []
     for message in messages:
@@ -257,9 +257,11 @@ def main() -> None:
     if args.out.exists():
         shutil.rmtree(args.out)
     args.out.mkdir(parents=True)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.bos_token_id = None
+    generation_config = model.generation_config
+    assert generation_config is not None  # every causal LM built from a config has one
+    generation_config.eos_token_id = tokenizer.eos_token_id
+    generation_config.pad_token_id = tokenizer.pad_token_id
+    generation_config.bos_token_id = None
     model.save_pretrained(args.out, safe_serialization=True)
     # The template inside tokenizer_config.json (not chat_template.jinja): older transformers read it there.
     tokenizer.save_pretrained(args.out, save_jinja_files=False)

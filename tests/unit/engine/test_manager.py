@@ -43,7 +43,7 @@ class CountingLoader:
 
 
 def deployment(**kwargs: object) -> ModelDeployment:
-    return ModelDeployment(name="m", model="tiny-chat", **kwargs)  # type: ignore[arg-type]
+    return ModelDeployment(name="m", model="tiny-chat", **kwargs)
 
 
 async def test_burst_of_first_requests_loads_once_off_the_event_loop() -> None:
