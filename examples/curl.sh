@@ -4,11 +4,12 @@
 #   bash examples/curl.sh # or LLMSERVE_URL=http://host:port bash examples/curl.sh
 set -euo pipefail
 URL="${LLMSERVE_URL:-http://127.0.0.1:8888}"
+MODEL="${LLMSERVE_MODEL:-tiny-chat}"  # requests without "model" go to the server's default model
 
 echo "== POST /v1/chat/completions"
 curl -sS --fail-with-body "$URL/v1/chat/completions" \
   -H 'Content-Type: application/json' \
-  -d '{"model": "tiny-chat", "messages": [{"role": "user", "content": "Hello!"}], "temperature": 0}'
+  -d '{"model": "'"$MODEL"'", "messages": [{"role": "user", "content": "Hello!"}], "temperature": 0}'
 echo
 
 echo "== POST /v1/chat/completions, stream=true (Server-Sent Events; -N prints them as they arrive)"

@@ -1,5 +1,8 @@
 import java.io.BufferedReader;
+import java.io.FileDescriptor;
+import java.io.FileOutputStream;
 import java.io.InputStreamReader;
+import java.io.PrintStream;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -15,6 +18,7 @@ import java.util.regex.Pattern;
  * <pre>
  *   make serve                                        # in another terminal
  *   java examples/java/StreamChat.java "Hello!"       # LLMSERVE_URL=http://host:port to point elsewhere
+ *                                                     # LLMSERVE_MODEL=name for another model group
  * </pre>
  *
  * It reads the Server-Sent Events line by line as they arrive and prints each delta's content.
@@ -25,9 +29,13 @@ public final class StreamChat {
 
     public static void main(String[] args) throws Exception {
         String base = System.getenv().getOrDefault("LLMSERVE_URL", "http://127.0.0.1:8888");
+        String model = System.getenv().getOrDefault("LLMSERVE_MODEL", "tiny-chat");
         String prompt = args.length > 0 ? String.join(" ", args) : "Hello!";
-        String body = "{\"model\":\"tiny-chat\",\"stream\":true,\"temperature\":0,"
+        String body = "{\"model\":\"" + jsonEscape(model) + "\",\"stream\":true,\"temperature\":0,"
                 + "\"messages\":[{\"role\":\"user\",\"content\":\"" + jsonEscape(prompt) + "\"}]}";
+        // The reply is UTF-8 whatever the terminal's locale says (tiny-chat answers in Chinese too).
+        PrintStream out =
+                new PrintStream(new FileOutputStream(FileDescriptor.out), true, StandardCharsets.UTF_8);
 
         HttpClient client = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build();
         HttpRequest request = HttpRequest.newBuilder(URI.create(base + "/v1/chat/completions"))
@@ -58,12 +66,12 @@ public final class StreamChat {
                 }
                 Matcher content = CONTENT.matcher(data);
                 if (content.find()) {
-                    System.out.print(jsonUnescape(content.group(1)));
-                    System.out.flush();
+                    out.print(jsonUnescape(content.group(1)));
+                    out.flush();
                 }
             }
         }
-        System.out.println();
+        out.println();
     }
 
     private static String jsonEscape(String text) {

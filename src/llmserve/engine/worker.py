@@ -14,6 +14,8 @@ import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
+import anyio
+
 from llmserve.engine.generation import Step, generate_steps
 from llmserve.engine.loader import LoadedModel
 from llmserve.engine.manager import ModelManager
@@ -21,6 +23,24 @@ from llmserve.engine.sampling import SamplingParams
 from llmserve.errors import Overloaded
 
 _END = object()
+
+
+async def _wait_out(future: asyncio.Future[None]) -> None:
+    """Awaits ``future`` through cancellation, then re-raises a cancellation that arrived meanwhile.
+
+    An anyio cancel scope (Starlette cancels a streaming response when the client leaves) re-delivers
+    its cancellation at every await, so a bare ``asyncio.shield`` returns at once; the shielded scope
+    blocks those, and the loop covers a plain ``Task.cancel()``. The thread ends within one decode step.
+    """
+    cancelled = False
+    with anyio.CancelScope(shield=True):
+        while not future.done():
+            try:
+                await asyncio.shield(future)
+            except asyncio.CancelledError:
+                cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 class LocalEngine:
@@ -57,8 +77,9 @@ class LocalEngine:
                         yield item
                 finally:
                     cancel.set()
-                    # Wait for the thread to notice, so the model is never used after in_use() ends.
-                    await asyncio.shield(future)
+                    # Wait for the thread to notice, so the model is never used after in_use() ends
+                    # and in_flight stays truthful, even while this task is being cancelled.
+                    await _wait_out(future)
         finally:
             self._pending -= 1
 
