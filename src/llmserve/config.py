@@ -55,10 +55,21 @@ class ModelDeployment(_Strict):
     context_window: int | None = Field(None, gt=0, description="Overrides the model's own limit")
     default_max_tokens: int = Field(512, gt=0, description="Used when a request names no max_tokens")
     idle_unload_seconds: float | None = Field(None, gt=0, description="Unload a local model idle this long")
-    # Remote providers (built by the gateway issue; the format holds them already).
+    id: str | None = Field(
+        None, min_length=1, max_length=128, description="Names this deployment in headers and /admin"
+    )
+    # Remote providers.
     api_base: str | None = None
-    api_key: SecretStr | None = None
-    timeout: float = Field(60.0, gt=0)
+    api_key: SecretStr | None = Field(None, description="The key itself, or env:NAME to read $NAME at start")
+    api_version: str | None = Field(None, description="anthropic-version header (default 2023-06-01)")
+    timeout: float = Field(60.0, gt=0, description="Whole non-streamed call, seconds")
+    connect_timeout: float = Field(5.0, gt=0)
+    first_token_timeout: float | None = Field(
+        None, gt=0, description="Seconds to the first streamed token (default: timeout)"
+    )
+    stream_idle_timeout: float | None = Field(
+        None, gt=0, description="Longest gap between streamed tokens (default: timeout)"
+    )
     weight: float = Field(1.0, gt=0)
     rpm: int | None = Field(None, gt=0)
     tpm: int | None = Field(None, gt=0)
@@ -70,6 +81,78 @@ class ModelDeployment(_Strict):
         if self.provider == "openai" and not self.api_base:
             raise ValueError("provider 'openai' needs api_base (e.g. http://127.0.0.1:8000/v1)")
         return self
+
+    @field_validator("api_key")
+    @classmethod
+    def _resolve_env_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value()
+        if raw.startswith("env:"):
+            name = raw[len("env:") :]
+            if not os.environ.get(name):
+                raise ValueError(f"api_key names the environment variable {name}, which is not set")
+            return SecretStr(os.environ[name])
+        return value
+
+
+class CircuitBreakerSettings(_Strict):
+    failure_threshold: int = Field(5, gt=0, description="Consecutive failures that open the breaker")
+    error_rate_threshold: float = Field(
+        0.5, gt=0, le=1, description="Share of failed calls in the window that opens it"
+    )
+    window_seconds: float = Field(30.0, gt=0)
+    min_calls: int = Field(10, gt=0, description="Calls in the window before the error rate counts")
+    cooldown_seconds: float = Field(15.0, gt=0, description="Open this long, then one half-open probe")
+
+
+class ComplexityRouting(_Strict):
+    """Where requests for the model ``auto`` go, by how hard they look (the seed's complexity routing)."""
+
+    simple: str | None = None
+    medium: str | None = None
+    complex: str | None = None
+    low_latency: str | None = Field(None, description="For requirements: low_latency")
+    high_quality: str | None = Field(None, description="For requirements: high_quality")
+    long_prompt_chars: int = Field(2000, gt=0, description="Longer prompts count as complex")
+    short_prompt_chars: int = Field(200, gt=0, description="Shorter prompts without keywords are simple")
+    complex_keywords: list[str] = Field(
+        default_factory=lambda: [
+            "analyze",
+            "analyse",
+            "prove",
+            "explain why",
+            "step by step",
+            "compare",
+            "design",
+            "refactor",
+            "derive",
+            "分析",
+            "证明",
+            "为什么",
+            "比较",
+            "设计",
+            "推导",
+        ]
+    )
+
+
+class RouterSettings(_Strict):
+    strategy: Literal["weighted", "least-busy", "lowest-latency", "lowest-cost", "usage-based"] = "weighted"
+    retries: int = Field(2, ge=0, le=10, description="Extra tries after the first, across deployments")
+    backoff_base_seconds: float = Field(0.1, ge=0)
+    backoff_max_seconds: float = Field(10.0, gt=0)
+    max_retry_after_seconds: float = Field(
+        30.0, ge=0, description="A longer upstream Retry-After is not waited for: fall back instead"
+    )
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+    context_window_fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+    hedge_after_ms: float | None = Field(
+        None, gt=0, description="Send a second copy to another deployment when the first is this slow"
+    )
+    circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
+    latency_ewma_alpha: float = Field(0.3, gt=0, le=1)
+    complexity: ComplexityRouting = Field(default_factory=ComplexityRouting)
 
 
 class ServerSettings(_Strict):
@@ -109,6 +192,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="Default: SQLite file in data_dir")
     server: ServerSettings = Field(default_factory=ServerSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    router: RouterSettings = Field(default_factory=RouterSettings)
     models: list[ModelDeployment] = Field(default_factory=_bundled_models, min_length=1)
     default_model: str | None = Field(None, description="Group answering requests without 'model'")
 
@@ -126,6 +210,27 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"default_model {self.default_model!r} is not one of the models: {sorted(set(names))}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_routing(self) -> Settings:
+        names = {entry.name for entry in self.models}
+        routes = {**self.router.fallbacks, **self.router.context_window_fallbacks}
+        for group, targets in routes.items():
+            for name in [group, *targets]:
+                if name not in names:
+                    raise ValueError(f"router fallbacks name {name!r}, which is not one of the models")
+        tiers = self.router.complexity
+        for tier in ("simple", "medium", "complex", "low_latency", "high_quality"):
+            target = getattr(tiers, tier)
+            if target is not None and target not in names:
+                raise ValueError(f"router.complexity.{tier} names {target!r}, which is not one of the models")
+        seen: set[str] = set()
+        for index, entry in enumerate(self.models):
+            deployment_id = entry.id or f"{entry.name}#{index}"
+            if deployment_id in seen:
+                raise ValueError(f"two models entries have the id {deployment_id!r}")
+            seen.add(deployment_id)
         return self
 
     @model_validator(mode="after")

@@ -67,3 +67,57 @@ class Overloaded(LLMServeError):
     error_type = "service_unavailable"
     code = "overloaded"
     retry_after = 1
+
+
+class RateLimited(LLMServeError):
+    """Every deployment that could answer is at its limit (or answered 429); retry after a while."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.retry_after = retry_after
+
+
+class UpstreamError(ProviderError):
+    """A remote deployment failed. ``retryable`` says whether another try (or deployment) may succeed.
+
+    ``kind`` is what went wrong: ``connect`` (refused, reset, DNS), ``timeout`` (connect, first token,
+    idle or total), ``status`` (an HTTP error status; ``upstream_status`` holds it) or ``protocol``
+    (a body that is not what the protocol promises, e.g. malformed JSON or a stream cut short).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        retryable: bool,
+        upstream_status: int | None = None,
+        retry_after: float | None = None,
+        deployment: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retryable = retryable
+        self.upstream_status = upstream_status
+        self.retry_after = retry_after
+        self.deployment = deployment
+        if kind == "timeout":
+            self.status_code = 504
+            self.code = "upstream_timeout"
+        elif upstream_status == 429:
+            self.status_code = 429
+            self.error_type = "rate_limit_error"
+            self.code = "rate_limit_exceeded"
+
+
+class NoDeploymentAvailable(LLMServeError):
+    """Every deployment of the group (and its fallbacks) is unavailable: breakers open or all failed."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    code = "no_deployment_available"
+    retry_after = 1

@@ -7,6 +7,7 @@ Invalid input is 400, never FastAPI's default 422; an unexpected failure is a 50
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from llmserve.api.sse import sse_event
-from llmserve.errors import LLMServeError, Overloaded
+from llmserve.errors import LLMServeError
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +71,11 @@ def describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LLMServeError)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Overloaded) else None
-    if exc.status_code == 503 and headers is None:
-        headers = {"Retry-After": "1"}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is None and exc.status_code in (429, 503):
+        retry_after = 1
+    # Retry-After is whole seconds (RFC 9110); round up so clients never come back too early.
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
     return JSONResponse(payload_for(exc), exc.status_code, headers=headers)
 
 

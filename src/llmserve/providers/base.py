@@ -17,6 +17,10 @@ FinishReason = Literal["stop", "length", "cancelled", "tool_calls", "content_fil
 class ChatMessage:
     role: str
     content: str
+    # Tool calling, passed through to providers that support it (OpenAI wire shapes, verbatim).
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class GenerationOptions:
     clamp_max_tokens: bool = False
     # Passed through to providers that support them; others answer 400.
     tools: tuple[dict[str, Any], ...] = ()
+    tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     logprobs: bool = False
     # Extension (as in vLLM): keep generating past EOS, for benchmarks that need fixed-length replies.
@@ -72,6 +77,7 @@ class Choice:
     index: int
     text: str
     finish_reason: FinishReason
+    tool_calls: tuple[dict[str, Any], ...] = ()  # OpenAI shape: {id, type: "function", function: {...}}
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,8 @@ class Delta:
     index: int
     text: str
     finish_reason: FinishReason | None = None
+    # OpenAI stream fragments ({index, id?, type?, function: {name?, arguments}}), passed through.
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
 
 StreamEvent = Delta | Usage

@@ -1,0 +1,263 @@
+"""The one pooled HTTP client every remote provider shares, and what upstream failures mean.
+
+All upstream I/O goes through ``UpstreamHTTP`` so timeouts, error classification and the choice of
+client library live in one file. Failures become ``UpstreamError`` (retryable or not, with the
+upstream's ``Retry-After``) or, for a request the upstream refuses as invalid, ``InvalidRequest`` /
+``ContextLengthExceeded``, which the router never retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from llmserve.errors import ContextLengthExceeded, InvalidRequest, UpstreamError
+
+# Statuses where another try may succeed; any other 4xx is the request's fault and is never retried.
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
+CREDENTIAL_STATUSES = frozenset({401, 403})
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float
+    total: float  # whole call when not streaming
+    first_token: float  # streaming: to the first event
+    idle: float  # streaming: between events
+
+
+@dataclass(frozen=True)
+class SSEEvent:
+    event: str | None
+    data: str
+
+
+class UpstreamHTTP:
+    """One connection pool per process (built in the app lifespan, closed on shutdown)."""
+
+    def __init__(self, *, max_connections: int = 1000, max_keepalive: int = 200) -> None:
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive)
+        self._client = httpx.AsyncClient(limits=limits, timeout=None, follow_redirects=False)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def post_json(
+        self,
+        url: str,
+        payload: Mapping[str, Any],
+        headers: Mapping[str, str],
+        *,
+        timeouts: Timeouts,
+        deployment: str,
+    ) -> Any:
+        """POST ``payload`` as JSON and return the decoded JSON body of a 2xx answer."""
+        try:
+            async with asyncio.timeout(timeouts.total):
+                response = await self._client.post(
+                    url,
+                    content=orjson.dumps(payload),
+                    headers={**headers, "content-type": "application/json"},
+                    timeout=httpx.Timeout(None, connect=timeouts.connect),
+                )
+        except TimeoutError as exc:
+            raise _timeout(deployment, f"no answer within {timeouts.total:g}s") from exc
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, deployment) from exc
+        if response.status_code >= 400:
+            raise status_error(response.status_code, response.content, response.headers, deployment)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(
+                f"{deployment}: the upstream answered with malformed JSON",
+                kind="protocol",
+                retryable=True,
+                deployment=deployment,
+            ) from exc
+
+    async def stream_sse(
+        self,
+        url: str,
+        payload: Mapping[str, Any],
+        headers: Mapping[str, str],
+        *,
+        timeouts: Timeouts,
+        deployment: str,
+    ) -> AsyncIterator[SSEEvent]:
+        """POST and yield the Server-Sent Events of the answer; closing the iterator closes the connection,
+        which is how a client's cancel reaches the upstream."""
+        first_deadline = time.monotonic() + timeouts.first_token
+        request = self._client.build_request(
+            "POST",
+            url,
+            content=orjson.dumps(payload),
+            headers={**headers, "content-type": "application/json", "accept": "text/event-stream"},
+            timeout=httpx.Timeout(None, connect=timeouts.connect),
+        )
+        try:
+            async with asyncio.timeout(timeouts.first_token):
+                response = await self._client.send(request, stream=True)
+        except TimeoutError as exc:
+            raise _timeout(deployment, f"no answer within {timeouts.first_token:g}s") from exc
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, deployment) from exc
+        try:
+            if response.status_code >= 400:
+                body = await _read_capped(response)
+                raise status_error(response.status_code, body, response.headers, deployment)
+            async for event in _sse_events(response.aiter_lines(), deployment, first_deadline, timeouts.idle):
+                yield event
+        finally:
+            await response.aclose()
+
+
+def _timeout(deployment: str, what: str) -> UpstreamError:
+    return UpstreamError(f"{deployment}: {what}", kind="timeout", retryable=True, deployment=deployment)
+
+
+async def _read_capped(response: httpx.Response, limit: int = 65536) -> bytes:
+    body = b""
+    try:
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) >= limit:
+                break
+    except httpx.HTTPError:
+        pass  # the status already says what went wrong
+    return body
+
+
+async def _sse_events(
+    lines: AsyncIterator[str], deployment: str, first_deadline: float, idle: float
+) -> AsyncIterator[SSEEvent]:
+    """Parses SSE (event/data fields, a blank line dispatches). The first event must arrive by
+    ``first_deadline`` (time to first token), each later one within ``idle`` seconds of the last."""
+    event: str | None = None
+    data: list[str] = []
+    dispatched = False
+    while True:
+        wait = idle if dispatched else first_deadline - time.monotonic()
+        try:
+            async with asyncio.timeout(max(wait, 0.0)):
+                line = await anext(lines)
+        except StopAsyncIteration:
+            if data:
+                yield SSEEvent(event, "\n".join(data))
+            return
+        except TimeoutError as exc:
+            what = "the stream stalled" if dispatched else "no first token"
+            raise _timeout(deployment, f"{what} within {max(wait, 0.0):.3g}s") from exc
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, deployment) from exc
+        if not line:
+            if data:
+                dispatched = True
+                yield SSEEvent(event, "\n".join(data))
+            event, data = None, []
+        elif line.startswith(":"):
+            continue  # comment / keep-alive
+        else:
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "data":
+                data.append(value)
+            elif field == "event":
+                event = value
+
+
+def transport_error(exc: httpx.HTTPError, deployment: str) -> UpstreamError:
+    if isinstance(exc, httpx.TimeoutException):
+        return _timeout(deployment, f"timed out ({type(exc).__name__})")
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return UpstreamError(
+            f"{deployment}: the upstream closed the connection mid-answer",
+            kind="protocol",
+            retryable=True,
+            deployment=deployment,
+        )
+    return UpstreamError(
+        f"{deployment}: cannot reach the upstream ({type(exc).__name__}: {exc})",
+        kind="connect",
+        retryable=True,
+        deployment=deployment,
+    )
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """``retry-after-ms`` (OpenAI), else ``Retry-After`` as seconds or an HTTP date."""
+    if (millis := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        if parsed is None:
+            return None
+        return max(0.0, parsed.timestamp() - time.time())
+
+
+def upstream_message(body: bytes) -> tuple[str, str | None]:
+    """The message and code of an OpenAI- or Anthropic-style error body, or its raw text."""
+    try:
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:500].decode("utf-8", "replace").strip() or "(empty body)", None
+    error = decoded.get("error") if isinstance(decoded, dict) else None
+    if isinstance(error, dict):
+        code = error.get("code") or error.get("type")
+        return str(error.get("message") or decoded), str(code) if code else None
+    if isinstance(error, str):
+        return error, None
+    return str(decoded)[:500], None
+
+
+def status_error(status: int, body: bytes, headers: Mapping[str, str], deployment: str) -> Exception:
+    message, code = upstream_message(body)
+    if status in RETRYABLE_STATUSES:
+        return UpstreamError(
+            f"{deployment}: upstream answered {status}: {message}",
+            kind="status",
+            retryable=True,
+            upstream_status=status,
+            retry_after=retry_after_seconds(headers),
+            deployment=deployment,
+        )
+    if status in CREDENTIAL_STATUSES:
+        # Our key, not the client's request: another deployment or group may still answer.
+        return UpstreamError(
+            f"{deployment}: upstream refused the gateway's credentials ({status}): {message}",
+            kind="status",
+            retryable=False,
+            upstream_status=status,
+            deployment=deployment,
+        )
+    if status < 500:
+        lowered = message.lower()
+        if (
+            code == "context_length_exceeded"
+            or "maximum context length" in lowered
+            or "prompt is too long" in lowered
+        ):
+            return ContextLengthExceeded(message, param="messages")
+        return InvalidRequest(message, code=code)
+    return UpstreamError(
+        f"{deployment}: upstream answered {status}: {message}",
+        kind="status",
+        retryable=True,
+        upstream_status=status,
+        deployment=deployment,
+    )
