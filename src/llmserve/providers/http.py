@@ -153,7 +153,7 @@ async def _sse_events(
                 yield SSEEvent(event, "\n".join(data))
             return
         except TimeoutError as exc:
-            what = "the stream stalled" if dispatched else "no first token"
+            what = "the stream stalled: no event" if dispatched else "no first token"
             raise _timeout(deployment, f"{what} within {max(wait, 0.0):.3g}s") from exc
         except httpx.HTTPError as exc:
             raise transport_error(exc, deployment) from exc
