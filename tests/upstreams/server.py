@@ -163,7 +163,8 @@ class UpstreamServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, 0))
         self.port = sock.getsockname()[1]
-        self._server = loop.run_until_complete(asyncio.start_server(self._connection, sock=sock, backlog=1024))
+        serving = asyncio.start_server(self._connection, sock=sock, backlog=1024)
+        self._server = loop.run_until_complete(serving)
         self._ready.set()
         try:
             loop.run_forever()
@@ -213,10 +214,13 @@ class UpstreamServer:
             await reader.read()  # until the client closes its side
             self._count_disconnect()
             return False
-        if fault is not None and fault.kind == "delay":
-            if not await _sleep_unless_closed(reader, fault.delay_s):
-                self._count_disconnect()
-                return False
+        if (
+            fault is not None
+            and fault.kind == "delay"
+            and not await _sleep_unless_closed(reader, fault.delay_s)
+        ):
+            self._count_disconnect()
+            return False
         if fault is not None and fault.kind == "status":
             headers = {"retry-after": fault.retry_after} if fault.retry_after else {}
             body = fault.body or orjson.dumps(
@@ -235,7 +239,11 @@ class UpstreamServer:
         return await self._stream(reply, fault, reader, writer)
 
     async def _stream(
-        self, reply: StreamReply, fault: Fault | None, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        reply: StreamReply,
+        fault: Fault | None,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
     ) -> bool:
         head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in reply.headers.items()) + "\r\n"
