@@ -100,6 +100,7 @@ class UpstreamServer:
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._handlers: set[asyncio.Task[Any]] = set()
 
     # -- control (called from the test's thread) --------------------------------------------
     @property
@@ -151,7 +152,8 @@ class UpstreamServer:
 
     def stop(self) -> None:
         if self._loop is not None and self._server is not None:
-            self._loop.call_soon_threadsafe(self._server.close)
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(10)
@@ -171,6 +173,14 @@ class UpstreamServer:
         finally:
             loop.close()
 
+    async def _shutdown(self) -> None:
+        """Close the listener and the handlers still waiting on kept-alive connections."""
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+
     # -- serving -----------------------------------------------------------------------------
     def _next_fault(self) -> Fault | None:
         with self._lock:
@@ -179,6 +189,9 @@ class UpstreamServer:
             return self._always
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
         try:
             while True:
                 request = await _read_request(reader)
@@ -194,9 +207,10 @@ class UpstreamServer:
                         self.active -= 1
                 if not keep_open:
                     return
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             return
         finally:
+            self._handlers.discard(task)
             with contextlib.suppress(Exception):
                 writer.close()
 

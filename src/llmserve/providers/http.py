@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,7 +91,7 @@ class UpstreamHTTP:
         *,
         timeouts: Timeouts,
         deployment: str,
-    ) -> AsyncIterator[SSEEvent]:
+    ) -> AsyncGenerator[SSEEvent, None]:
         """POST and yield the Server-Sent Events of the answer; closing the iterator closes the connection,
         which is how a client's cancel reaches the upstream."""
         first_deadline = time.monotonic() + timeouts.first_token
