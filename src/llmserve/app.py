@@ -15,8 +15,9 @@ from llmserve import __version__
 from llmserve.api.deps import Services
 from llmserve.api.errors import install_error_handlers
 from llmserve.api.middleware import BodySizeLimitMiddleware, JsonBodyMiddleware, RequestIdMiddleware
-from llmserve.api.routes import health, openai, seed, ws
+from llmserve.api.routes import admin, health, openai, seed, ws
 from llmserve.config import Settings
+from llmserve.providers.http import UpstreamHTTP
 from llmserve.services.chat import ChatService
 from llmserve.services.conversations import ConversationService
 from llmserve.services.models import ModelRegistry
@@ -42,7 +43,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = Database(settings.effective_database_url)
-    registry = ModelRegistry.from_settings(settings)
+    upstream_http = UpstreamHTTP()
+    registry = ModelRegistry.from_settings(settings, upstream_http)
     idle_task: asyncio.Task[None] | None = None
     try:
         await database.upgrade()
@@ -70,6 +72,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             idle_task.cancel()
             await asyncio.gather(idle_task, return_exceptions=True)
         await registry.close()
+        await upstream_http.aclose()
         await database.dispose()
 
 
@@ -82,7 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for router in (openai.router, seed.router, seed.simple_router, ws.router, health.router):
+    for router in (openai.router, seed.router, seed.simple_router, ws.router, health.router, admin.router):
         app.include_router(router)
     if settings.server.cors_origins:
         app.add_middleware(

@@ -86,10 +86,10 @@ def serve(
 
     inputs = _settings_inputs(config, model, host, port, workers, data_dir)
     settings = _load(inputs)
-    from llmserve.services.models import ModelRegistry, UnsupportedProvider
+    from llmserve.services.models import UnsupportedProvider, check_buildable
 
     try:
-        ModelRegistry.from_settings(settings)  # fail fast, before binding, on what this build cannot serve
+        check_buildable(settings)  # fail fast, before binding, on what this build cannot serve
     except UnsupportedProvider as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from exc

@@ -30,9 +30,9 @@ def test_local_model_without_torch_names_the_missing_extra() -> None:
     result = run_without_torch(
         """
         from llmserve.config import load_settings
-        from llmserve.services.models import ModelRegistry, UnsupportedProvider
+        from llmserve.services.models import UnsupportedProvider, check_buildable
         try:
-            ModelRegistry.from_settings(load_settings())
+            check_buildable(load_settings())
         except UnsupportedProvider as exc:
             print(exc)
         """

@@ -35,6 +35,7 @@ def chat_options(request: ChatCompletionRequest) -> GenerationOptions:
         request,
         request.max_completion_tokens or request.max_tokens,
         tools=tuple(request.tools or ()),
+        tool_choice=request.tool_choice,
         response_format=request.response_format,
         logprobs=bool(request.logprobs),
         clamp_max_tokens=request.prompt is not None,
@@ -64,7 +65,15 @@ def chat_messages(request: ChatCompletionRequest) -> tuple[list[ChatMessage], li
             )
         # 'developer' is OpenAI's newer name for 'system'; chat templates know only the latter.
         role = "system" if message.role == "developer" else message.role
-        converted.append(ChatMessage(role, message.text()))
+        converted.append(
+            ChatMessage(
+                role,
+                message.text(),
+                tool_calls=tuple(message.tool_calls or ()),
+                tool_call_id=message.tool_call_id,
+                name=message.name,
+            )
+        )
     return [], converted
 
 

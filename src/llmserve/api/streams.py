@@ -11,7 +11,8 @@ from typing import Any
 from llmserve.api.errors import stream_error_event
 from llmserve.api.sse import DONE, sse_event
 from llmserve.providers.base import Delta, Usage
-from llmserve.services.chat import ChatStream
+from llmserve.routing.router import RouteInfo
+from llmserve.services.chat import ChatStream, gateway_overhead_ms
 
 
 def usage_dict(usage: Usage) -> dict[str, int]:
@@ -33,7 +34,7 @@ async def openai_chat_sse(stream: ChatStream, *, n: int, include_usage: bool) ->
     if include_usage:
         base["usage"] = None
 
-    def chunk(index: int, delta: dict[str, str], finish_reason: str | None = None) -> bytes:
+    def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         return sse_event({**base, "choices": [choice]})
 
@@ -45,7 +46,12 @@ async def openai_chat_sse(stream: ChatStream, *, n: int, include_usage: bool) ->
                 if include_usage:
                     yield sse_event({**base, "choices": [], "usage": usage_dict(event)})
                 continue
-            if event.text:
+            if event.tool_calls:
+                delta: dict[str, Any] = {"tool_calls": list(event.tool_calls)}
+                if event.text:
+                    delta["content"] = event.text
+                yield chunk(event.index, delta)
+            elif event.text:
                 yield chunk(event.index, {"content": event.text})
             if event.finish_reason is not None:
                 yield chunk(event.index, {}, event.finish_reason)
@@ -99,8 +105,21 @@ async def seed_text_sse(stream: ChatStream, *, incremental: bool) -> AsyncIterat
     yield DONE
 
 
+def route_headers(route: RouteInfo, started: float) -> dict[str, str]:
+    """Which deployment answered, after how many calls, and what llmserve itself added (ms)."""
+    return {
+        "x-llmserve-deployment": route.deployment,
+        "x-llmserve-attempts": str(route.attempts),
+        "x-llmserve-overhead-ms": f"{gateway_overhead_ms(route, started):.2f}",
+    }
+
+
 def stream_headers(stream: ChatStream) -> dict[str, str]:
-    headers = {"x-llmserve-model": stream.model, "x-llmserve-message-id": stream.message_id}
+    headers = {
+        "x-llmserve-model": stream.model,
+        "x-llmserve-message-id": stream.message_id,
+        **route_headers(stream.route, stream.started),
+    }
     if stream.conversation_id:
         headers["x-llmserve-conversation-id"] = stream.conversation_id
     return headers

@@ -9,9 +9,9 @@ A raw prompt (``/v1/completions``) is sent as one user message: the Messages API
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
@@ -309,13 +309,10 @@ class AnthropicProvider:
 
     async def stream(self, request: GenerationInput) -> AsyncIterator[StreamEvent]:
         payload = build_payload(self.deployment, request, stream=True)
-        # stream_sse is an async generator (declared as an iterator); aclosing makes leaving early (a
-        # client's cancel) close the upstream connection at once rather than at garbage collection.
-        events = cast(
-            AsyncGenerator[SSEEvent, None],
-            self._http.stream_sse(
-                self._url, payload, self._headers, timeouts=self._timeouts, deployment=self.deployment_id
-            ),
+        # aclosing makes leaving early (a client's cancel) close the upstream connection at once
+        # rather than at garbage collection.
+        events = self._http.stream_sse(
+            self._url, payload, self._headers, timeouts=self._timeouts, deployment=self.deployment_id
         )
         translator = StreamTranslator(self.deployment_id)
         async with aclosing(events):

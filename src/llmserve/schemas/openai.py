@@ -28,6 +28,8 @@ class ChatMessageIn(_Lenient):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -100,6 +102,9 @@ class ChatCompletionRequest(SamplingFields):
     conversation_id: str | None = Field(None, max_length=64)
     priority: int | None = Field(None, ge=0, le=100)
     cache: CacheControl | None = None
+    requirements: Literal["low_latency", "high_quality"] | None = Field(
+        None, description="Extension: a hint for model 'auto' (complexity routing)"
+    )
 
     @model_validator(mode="after")
     def _messages_or_prompt(self) -> ChatCompletionRequest:
@@ -134,7 +139,8 @@ class UsageOut(BaseModel):
 
 class AssistantMessageOut(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class ChatChoiceOut(BaseModel):
@@ -181,3 +187,39 @@ class ModelOut(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelOut]
+
+
+class EmbeddingRequest(_Lenient):
+    model: str | None = Field(None, max_length=256, description="Omit to use the default model group")
+    input: str | list[str] = Field(description="A text or a list of texts (token-id input is not supported)")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _non_empty(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError("input must not be empty")
+        return value
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class EmbeddingOut(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(description="Floats, or base64 of little-endian float32s")
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingOut]
+    model: str
+    usage: EmbeddingUsage

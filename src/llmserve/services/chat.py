@@ -1,8 +1,9 @@
 """ChatService: the request pipeline shared by the OpenAI, seed-native and WebSocket surfaces.
 
-Resolve the model group, load stored history, call the provider, store the exchange. Streams are
-"primed": the first event is fetched before any byte goes to the client, so errors that happen
-up front (unknown model, prompt too long, model failed to load) become proper HTTP errors.
+Resolve the model group, load stored history, route the call (router: deployment choice, retries,
+fallbacks, hedging), store the exchange. Streams come back from the router "primed": their first
+event is in hand before any byte goes to the client, so up-front errors (unknown model, prompt too
+long, every deployment down) become proper HTTP errors and failover stays invisible to the client.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from llmserve.providers.base import (
     TextInput,
     Usage,
 )
+from llmserve.routing.router import RouteInfo
 from llmserve.services.conversations import ConversationService, Turn
 from llmserve.services.models import ModelRegistry
 
@@ -35,6 +37,8 @@ class ChatResult:
     conversation_id: str | None
     context: list[ChatMessage]
     latency_ms: float
+    route: RouteInfo
+    started: float  # perf_counter() when the request entered the service
 
     @property
     def text(self) -> str:
@@ -50,8 +54,15 @@ class ChatStream:
     conversation_id: str | None
     created: int
     events: AsyncIterator[StreamEvent]
+    route: RouteInfo
+    started: float
     text_parts: list[str] = field(default_factory=list)
     usage: Usage | None = None
+
+
+def gateway_overhead_ms(route: RouteInfo, started: float) -> float:
+    """Time spent in llmserve itself: wall time so far minus waiting on providers (and backoff)."""
+    return max(0.0, (time.perf_counter() - started - route.upstream_seconds) * 1000)
 
 
 class ChatService:
@@ -68,18 +79,27 @@ class ChatService:
         conversation_id: str | None = None,
         store: bool = False,
         inline_history: Sequence[ChatMessage] = (),
+        requirements: str | None = None,
     ) -> ChatResult:
         started = time.perf_counter()
-        group, provider = self.registry.resolve(model)
         context, new_turns = await self._context(conversation_id, inline_history, messages)
-        completion = await provider.complete(ChatInput(tuple(context), options))
+        request = ChatInput(tuple(context), options)
+        group = self.registry.route_group(model, request, requirements)
+        completion, route = await self.registry.router.complete(group, request)
         message_id = uuid.uuid4().hex
         if store or conversation_id is not None:
             conversation_id = await self._record(
-                conversation_id, new_turns, completion.choices[0].text, group, completion.usage, message_id
+                conversation_id,
+                new_turns,
+                completion.choices[0].text,
+                route.group,
+                completion.usage,
+                message_id,
             )
         latency_ms = (time.perf_counter() - started) * 1000
-        return ChatResult(group, completion, message_id, conversation_id, context, latency_ms)
+        return ChatResult(
+            route.group, completion, message_id, conversation_id, context, latency_ms, route, started
+        )
 
     async def stream_chat(
         self,
@@ -90,31 +110,43 @@ class ChatService:
         conversation_id: str | None = None,
         store: bool = False,
         inline_history: Sequence[ChatMessage] = (),
+        requirements: str | None = None,
     ) -> ChatStream:
-        group, provider = self.registry.resolve(model)
+        started = time.perf_counter()
         context, new_turns = await self._context(conversation_id, inline_history, messages)
         if store and conversation_id is None:
             conversation_id = uuid.uuid4().hex
-        stream = ChatStream(group, uuid.uuid4().hex, conversation_id, int(time.time()), _empty())
-        events = provider.stream(ChatInput(tuple(context), options))
+        request = ChatInput(tuple(context), options)
+        group = self.registry.route_group(model, request, requirements)
+        # The router hands the stream back once its first event is in hand: failover happens before.
+        events, route = await self.registry.router.stream(group, request)
+        stream = ChatStream(
+            route.group, uuid.uuid4().hex, conversation_id, int(time.time()), _empty(), route, started
+        )
         persist = store or conversation_id is not None
-        stream.events = await _primed(self._tracked(stream, events, new_turns, persist))
+        stream.events = self._tracked(stream, events, new_turns, persist)
         return stream
 
     async def complete_text(self, prompt: str, options: GenerationOptions, model: str | None) -> ChatResult:
         started = time.perf_counter()
-        group, provider = self.registry.resolve(model)
-        completion = await provider.complete(TextInput(prompt, options))
+        request = TextInput(prompt, options)
+        group = self.registry.route_group(model, request, None)
+        completion, route = await self.registry.router.complete(group, request)
         latency_ms = (time.perf_counter() - started) * 1000
-        return ChatResult(group, completion, uuid.uuid4().hex, None, [], latency_ms)
+        return ChatResult(route.group, completion, uuid.uuid4().hex, None, [], latency_ms, route, started)
 
     async def stream_text(self, prompt: str, options: GenerationOptions, model: str | None) -> ChatStream:
-        group, provider = self.registry.resolve(model)
-        stream = ChatStream(group, uuid.uuid4().hex, None, int(time.time()), _empty())
-        stream.events = await _primed(
-            self._tracked(stream, provider.stream(TextInput(prompt, options)), [], False)
-        )
+        started = time.perf_counter()
+        request = TextInput(prompt, options)
+        group = self.registry.route_group(model, request, None)
+        events, route = await self.registry.router.stream(group, request)
+        stream = ChatStream(route.group, uuid.uuid4().hex, None, int(time.time()), _empty(), route, started)
+        stream.events = self._tracked(stream, events, [], False)
         return stream
+
+    async def embed(self, texts: Sequence[str], model: str | None) -> tuple[str, list[list[float]]]:
+        group = self.registry.route_group(model, None, None)
+        return group, await self.registry.embed(group, texts)
 
     async def _context(
         self,
@@ -147,12 +179,18 @@ class ChatService:
         new_messages: Sequence[ChatMessage],
         persist: bool,
     ) -> AsyncIterator[StreamEvent]:
-        async for event in events:
-            if isinstance(event, Usage):
-                stream.usage = event
-            elif isinstance(event, Delta) and event.index == 0:
-                stream.text_parts.append(event.text)
-            yield event
+        try:
+            async for event in events:
+                if isinstance(event, Usage):
+                    stream.usage = event
+                elif isinstance(event, Delta) and event.index == 0:
+                    stream.text_parts.append(event.text)
+                yield event
+        finally:
+            # At once, not at garbage collection: this is how a client's disconnect reaches the upstream.
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
         # Only a stream that ran to its end is stored; a client that left gets nothing half-written.
         if persist and stream.usage is not None:
             await self._record(
@@ -188,18 +226,3 @@ class ChatService:
 async def _empty() -> AsyncIterator[StreamEvent]:
     return
     yield  # pragma: no cover - makes this an async generator
-
-
-async def _primed(events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
-    """Fetch the first event now (raising any up-front error here), then replay it and the rest."""
-    try:
-        first = await anext(events)
-    except StopAsyncIteration:
-        return _empty()
-
-    async def replay() -> AsyncIterator[StreamEvent]:
-        yield first
-        async for event in events:
-            yield event
-
-    return replay()

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from llmserve.config import ModelDeployment, Settings
 from llmserve.engine.manager import ModelManager
-from llmserve.errors import ModelNotFound
-from llmserve.providers.base import Provider
+from llmserve.errors import LLMServeError, ModelNotFound, NoDeploymentAvailable
+from llmserve.providers.base import GenerationInput, Provider
+from llmserve.providers.http import UpstreamHTTP
+from llmserve.routing.breaker import CircuitBreaker, is_breaker_fault
+from llmserve.routing.deployment import Deployment, DeploymentStats
+from llmserve.routing.retry import is_retryable
+from llmserve.routing.router import Router
+
+AUTO_MODEL = "auto"
 
 
 @runtime_checkable
@@ -47,9 +54,10 @@ class ModelGroup:
 
 
 class ModelRegistry:
-    def __init__(self, groups: Iterable[ModelGroup], default_model: str) -> None:
+    def __init__(self, groups: Iterable[ModelGroup], default_model: str, router: Router) -> None:
         self._groups = {group.name: group for group in groups}
         self.default_model = default_model
+        self.router = router
         self.managers: list[ModelManager] = [
             provider.manager
             for group in self._groups.values()
@@ -58,22 +66,32 @@ class ModelRegistry:
         ]
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ModelRegistry:
+    def from_settings(cls, settings: Settings, http: UpstreamHTTP) -> ModelRegistry:
         created = int(time.time())
-        by_name: dict[str, list[ModelDeployment]] = {}
-        for deployment in settings.models:
-            by_name.setdefault(deployment.name, []).append(deployment)
+        routed: dict[str, list[Deployment]] = {}
+        for index, entry in enumerate(settings.models):
+            deployment_id = entry.id or f"{entry.name}#{index}"
+            routed.setdefault(entry.name, []).append(
+                Deployment(
+                    id=deployment_id,
+                    group=entry.name,
+                    config=entry,
+                    provider=_build_provider(entry, settings, http, deployment_id),
+                    stats=DeploymentStats(alpha=settings.router.latency_ewma_alpha),
+                    breaker=CircuitBreaker(settings.router.circuit_breaker),
+                )
+            )
         groups = [
             ModelGroup(
                 name,
-                tuple(_build_provider(d, settings) for d in deployments),
-                tuple(deployments),
+                tuple(d.provider for d in deployments),
+                tuple(d.config for d in deployments),
                 created,
             )
-            for name, deployments in by_name.items()
+            for name, deployments in routed.items()
         ]
         assert settings.default_model is not None  # filled in by Settings' validator
-        return cls(groups, settings.default_model)
+        return cls(groups, settings.default_model, Router(routed, settings.router))
 
     def in_flight(self) -> dict[str, int]:
         """Per model group: generations queued or running on this process's local models."""
@@ -96,10 +114,39 @@ class ModelRegistry:
             )
         return group
 
-    def resolve(self, model: str | None) -> tuple[str, Provider]:
-        """The group's name and the provider to call (the gateway issue puts a router here)."""
-        group = self.group(model)
-        return group.name, group.providers[0]
+    def route_group(
+        self, model: str | None, request: GenerationInput | None, requirements: str | None
+    ) -> str:
+        """The group a request goes to: the one it names, the default, or for ``auto`` (unless a group
+        is called that) the tier complexity routing picks."""
+        name = model or self.default_model
+        if name == AUTO_MODEL and name not in self._groups and request is not None:
+            name = self.router.resolve_group(name, request, requirements, self.default_model)
+        return self.group(name).name
+
+    async def embed(self, group: str, texts: Sequence[str]) -> list[list[float]]:
+        """Embeddings from the first deployment of the group whose breaker lets the call through."""
+        last: LLMServeError | None = None
+        for deployment in self.router.deployments(group):
+            if not deployment.breaker.allow():
+                continue
+            try:
+                vectors = await deployment.provider.embed(texts)
+            except LLMServeError as exc:
+                last = exc
+                if is_breaker_fault(exc):
+                    deployment.breaker.record_failure()
+                else:
+                    deployment.breaker.release()
+                if is_retryable(exc):
+                    continue
+                raise
+            except BaseException:
+                deployment.breaker.release()
+                raise
+            deployment.breaker.record_success()
+            return vectors
+        raise last or NoDeploymentAvailable(f"No deployment of '{group}' is available right now")
 
     async def close(self) -> None:
         for group in self._groups.values():
@@ -107,19 +154,37 @@ class ModelRegistry:
                 await provider.close()
 
 
-def _build_provider(deployment: ModelDeployment, settings: Settings) -> Provider:
+def check_buildable(settings: Settings) -> None:
+    """Raises UnsupportedProvider when this install cannot serve an entry (checked before binding)."""
+    for entry in settings.models:
+        if entry.provider == "local":
+            _import_local(entry)
+
+
+def _import_local(deployment: ModelDeployment) -> tuple[type[Any], type[Any]]:
+    try:  # torch and transformers come with the `local` extra; a gateway-only install lacks them
+        from llmserve.engine.worker import LocalEngine
+        from llmserve.providers.local import LocalProvider
+    except ImportError as exc:
+        raise UnsupportedProvider(
+            f"models entry '{deployment.name}': provider 'local' needs the local extra "
+            f"(pip install 'llmserve[local]'): {exc}"
+        ) from exc
+    return LocalEngine, LocalProvider
+
+
+def _build_provider(
+    deployment: ModelDeployment, settings: Settings, http: UpstreamHTTP, deployment_id: str
+) -> Provider:
     if deployment.provider == "local":
-        try:  # torch and transformers come with the `local` extra; a gateway-only install lacks them
-            from llmserve.engine.worker import LocalEngine
-            from llmserve.providers.local import LocalProvider
-        except ImportError as exc:
-            raise UnsupportedProvider(
-                f"models entry '{deployment.name}': provider 'local' needs the local extra "
-                f"(pip install 'llmserve[local]'): {exc}"
-            ) from exc
+        LocalEngine, LocalProvider = _import_local(deployment)
         engine = LocalEngine(ModelManager(deployment), settings.engine.max_queued_requests)
-        return LocalProvider(deployment, engine)
-    raise UnsupportedProvider(
-        f"models entry '{deployment.name}': provider '{deployment.provider}' is not available in this build "
-        "(only 'local' is)"
-    )
+        provider: Provider = LocalProvider(deployment, engine)
+        return provider
+    if deployment.provider == "openai":
+        from llmserve.providers.openai_compat import OpenAIProvider
+
+        return OpenAIProvider(deployment, http, deployment_id)
+    from llmserve.providers.anthropic import AnthropicProvider
+
+    return AnthropicProvider(deployment, http, deployment_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import struct
 import time
 
 from fastapi import APIRouter
@@ -10,7 +12,7 @@ from starlette.responses import Response
 from llmserve.api import convert
 from llmserve.api.deps import ChatServiceDep, RegistryDep
 from llmserve.api.sse import sse_response
-from llmserve.api.streams import openai_chat_sse, openai_completion_sse, stream_headers
+from llmserve.api.streams import openai_chat_sse, openai_completion_sse, route_headers, stream_headers
 from llmserve.schemas.openai import (
     AssistantMessageOut,
     ChatChoiceOut,
@@ -19,6 +21,10 @@ from llmserve.schemas.openai import (
     CompletionChoiceOut,
     CompletionRequest,
     CompletionResponse,
+    EmbeddingOut,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
     ModelList,
     ModelOut,
     UsageOut,
@@ -44,7 +50,12 @@ async def create_chat_completion(
 ) -> ChatCompletionResponse | Response:
     history, messages = convert.chat_messages(body)
     options = convert.chat_options(body)
-    kwargs = {"model": body.model, "conversation_id": body.conversation_id, "inline_history": history}
+    kwargs = {
+        "model": body.model,
+        "conversation_id": body.conversation_id,
+        "inline_history": history,
+        "requirements": body.requirements,
+    }
     if body.stream:
         stream = await chat.stream_chat(messages, options, **kwargs)  # type: ignore[arg-type]
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -52,11 +63,17 @@ async def create_chat_completion(
             openai_chat_sse(stream, n=options.n, include_usage=include_usage), stream_headers(stream)
         )
     result = await chat.chat(messages, options, **kwargs)  # type: ignore[arg-type]
+    response.headers.update(route_headers(result.route, result.started))
     if result.conversation_id:
         response.headers["x-llmserve-conversation-id"] = result.conversation_id
     choices = [
         ChatChoiceOut(
-            index=c.index, message=AssistantMessageOut(content=c.text), finish_reason=c.finish_reason
+            index=c.index,
+            message=AssistantMessageOut(
+                content=c.text if c.text or not c.tool_calls else None,
+                tool_calls=list(c.tool_calls) or None,
+            ),
+            finish_reason=c.finish_reason,
         )
         for c in result.completion.choices
     ]
@@ -71,7 +88,9 @@ async def create_chat_completion(
 
 
 @router.post("/completions", response_model=CompletionResponse)
-async def create_completion(body: CompletionRequest, chat: ChatServiceDep) -> CompletionResponse | Response:
+async def create_completion(
+    body: CompletionRequest, chat: ChatServiceDep, response: Response
+) -> CompletionResponse | Response:
     options = convert.completion_options(body)
     prompt = convert.single_prompt(body)
     if body.stream:
@@ -81,6 +100,7 @@ async def create_completion(body: CompletionRequest, chat: ChatServiceDep) -> Co
             openai_completion_sse(stream, include_usage=include_usage), stream_headers(stream)
         )
     result = await chat.complete_text(prompt, options, body.model)
+    response.headers.update(route_headers(result.route, result.started))
     choices = [
         CompletionChoiceOut(
             index=c.index, text=(prompt + c.text) if body.echo else c.text, finish_reason=c.finish_reason
@@ -94,6 +114,28 @@ async def create_completion(body: CompletionRequest, chat: ChatServiceDep) -> Co
         choices=choices,
         usage=_usage(result),
     )
+
+
+@router.post("/embeddings", response_model=EmbeddingResponse)
+async def create_embeddings(body: EmbeddingRequest, chat: ChatServiceDep) -> EmbeddingResponse:
+    texts = body.texts()
+    model, vectors = await chat.embed(texts, body.model)
+    if body.dimensions is not None:
+        vectors = [vector[: body.dimensions] for vector in vectors]
+    # Remote upstreams report usage per request; this estimate (chars/4) keeps the field honest-ish
+    # without a tokenizer for every remote model.
+    tokens = sum(max(1, len(text) // 4) for text in texts)
+    encode = _base64_floats if body.encoding_format == "base64" else list
+    return EmbeddingResponse(
+        data=[EmbeddingOut(index=i, embedding=encode(v)) for i, v in enumerate(vectors)],
+        model=model,
+        usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+    )
+
+
+def _base64_floats(vector: list[float]) -> str:
+    # What the openai SDKs ask for by default: little-endian float32s, base64-encoded.
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
 def _model_out(group: ModelGroup) -> ModelOut:

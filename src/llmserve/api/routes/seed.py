@@ -10,7 +10,7 @@ from starlette.responses import Response
 from llmserve.api import convert
 from llmserve.api.deps import ChatServiceDep, ConversationServiceDep
 from llmserve.api.sse import sse_response
-from llmserve.api.streams import seed_text_sse, stream_headers
+from llmserve.api.streams import route_headers, seed_text_sse, stream_headers
 from llmserve.providers.base import ChatMessage, GenerationOptions
 from llmserve.schemas.common import SeedTurn
 from llmserve.schemas.seed import (
@@ -30,7 +30,7 @@ simple_router = APIRouter(tags=["seed chat"])
 
 
 @router.post("/new/message/", response_model=SeedChatResponse)
-async def post_message(body: SeedChatRequest, chat: ChatServiceDep) -> SeedChatResponse:
+async def post_message(body: SeedChatRequest, chat: ChatServiceDep, response: Response) -> SeedChatResponse:
     result = await chat.chat(
         [ChatMessage("user", body.prompt)],
         convert.seed_options(body),
@@ -40,6 +40,7 @@ async def post_message(body: SeedChatRequest, chat: ChatServiceDep) -> SeedChatR
         inline_history=convert.turns(body.history),
     )
     assert result.conversation_id is not None  # store=True always yields one
+    response.headers.update(route_headers(result.route, result.started))
     history = [*result.context, ChatMessage("assistant", result.text)]
     return SeedChatResponse(
         response=result.text,
@@ -87,12 +88,15 @@ async def stream_chat_get(query: Annotated[SeedStreamQuery, Query()], chat: Chat
 
 
 @simple_router.post("/chat", response_model=SimpleChatResponse)
-async def simple_chat(body: SimpleChatRequest, chat: ChatServiceDep) -> SimpleChatResponse | Response:
+async def simple_chat(
+    body: SimpleChatRequest, chat: ChatServiceDep, response: Response
+) -> SimpleChatResponse | Response:
     messages = [ChatMessage("user", body.message)]
     if body.stream:
         stream = await chat.stream_chat(messages, GenerationOptions(), model=body.model)
         return sse_response(seed_text_sse(stream, incremental=True), stream_headers(stream))
     result = await chat.chat(messages, GenerationOptions(), model=body.model)
+    response.headers.update(route_headers(result.route, result.started))
     return SimpleChatResponse(
         response=result.text, model_used=result.model, latency_ms=round(result.latency_ms, 2), cached=False
     )
