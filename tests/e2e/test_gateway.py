@@ -25,7 +25,7 @@ from tests.upstreams.server import Fault, UpstreamServer
 
 pytestmark = pytest.mark.e2e
 
-COOLDOWN_S = 1.0
+COOLDOWN_S = 3.0
 FAILURE_THRESHOLD = 3
 UPSTREAMS = ("dead", "alive", "limited", "backup", "flaky", "slow", "hedge_slow", "hedge_fast", "small")
 
