@@ -55,6 +55,12 @@ class ModelDeployment(_Strict):
     context_window: int | None = Field(None, gt=0, description="Overrides the model's own limit")
     default_max_tokens: int = Field(512, gt=0, description="Used when a request names no max_tokens")
     idle_unload_seconds: float | None = Field(None, gt=0, description="Unload a local model idle this long")
+    task: Literal["chat", "embeddings"] = Field(
+        "chat", description="embeddings: a local sentence-embedding model (e.g. all-MiniLM-L6-v2)"
+    )
+    context_strategy: Literal["truncate_oldest", "error"] = Field(
+        "error", description="History longer than the context: drop the oldest turns, or answer 400"
+    )
     id: str | None = Field(
         None, min_length=1, max_length=128, description="Names this deployment in headers and /admin"
     )
@@ -155,6 +161,36 @@ class RouterSettings(_Strict):
     complexity: ComplexityRouting = Field(default_factory=ComplexityRouting)
 
 
+class ExactCacheSettings(_Strict):
+    enabled: bool = False
+    ttl: float = Field(3600.0, gt=0, description="Seconds an answer stays cached")
+    max_entries: int = Field(10_000, gt=0, description="In-process store bound (LRU beyond it)")
+
+
+class SemanticCacheSettings(_Strict):
+    enabled: bool = False
+    threshold: float = Field(0.92, gt=0, le=1, description="Cosine similarity a hit needs")
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="The packaged all-MiniLM-L6-v2, or the name of an embeddings model group",
+    )
+    ttl: float = Field(3600.0, gt=0)
+    max_entries: int = Field(100_000, gt=0)
+
+
+class CacheSettings(_Strict):
+    exact: ExactCacheSettings = Field(default_factory=ExactCacheSettings)
+    semantic: SemanticCacheSettings = Field(default_factory=SemanticCacheSettings)
+    redis_url: str | None = Field(None, description="Share the cache between replicas (default: redis_url)")
+    namespace: str = Field("llmserve", description="Prefix of every cache key in Redis")
+
+
+class UsageSettings(_Strict):
+    flush_interval_seconds: float = Field(1.0, gt=0, description="Ledger rows are written this often")
+    batch_size: int = Field(500, gt=0, description="... or as soon as this many are waiting")
+    max_pending: int = Field(100_000, gt=0, description="Beyond it, requests wait for the writer")
+
+
 class ServerSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
@@ -193,6 +229,9 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    usage: UsageSettings = Field(default_factory=UsageSettings)
+    redis_url: str | None = Field(None, description="Shared state for replicas (cache, limits, ...)")
     models: list[ModelDeployment] = Field(default_factory=_bundled_models, min_length=1)
     default_model: str | None = Field(None, description="Group answering requests without 'model'")
 
