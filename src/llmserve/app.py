@@ -15,12 +15,14 @@ from llmserve import __version__
 from llmserve.api.deps import Services
 from llmserve.api.errors import install_error_handlers
 from llmserve.api.middleware import BodySizeLimitMiddleware, JsonBodyMiddleware, RequestIdMiddleware
-from llmserve.api.routes import admin, health, openai, seed, ws
+from llmserve.api.routes import admin, health, openai, seed, tokens, ws
 from llmserve.config import Settings
 from llmserve.providers.http import UpstreamHTTP
+from llmserve.services.accounting import Accounting
 from llmserve.services.chat import ChatService
 from llmserve.services.conversations import ConversationService
 from llmserve.services.models import ModelRegistry
+from llmserve.services.usage import UsageLedger
 from llmserve.storage.db import Database
 
 if TYPE_CHECKING:
@@ -46,15 +48,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     upstream_http = UpstreamHTTP()
     registry = ModelRegistry.from_settings(settings, upstream_http)
     idle_task: asyncio.Task[None] | None = None
+    usage: UsageLedger | None = None
+    accounting: Accounting | None = None
     try:
         await database.upgrade()
         conversations = ConversationService(database)
+        usage = UsageLedger(database, settings.usage)
+        usage.start()
+        accounting = Accounting.build(settings, registry, usage)
         app.state.services = Services(
             settings=settings,
             database=database,
             registry=registry,
             conversations=conversations,
-            chat=ChatService(registry, conversations),
+            chat=ChatService(registry, conversations, accounting),
+            usage=usage,
         )
         if settings.engine.preload:
             for manager in registry.managers:
@@ -71,8 +79,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if idle_task is not None:
             idle_task.cancel()
             await asyncio.gather(idle_task, return_exceptions=True)
+        if accounting is not None:
+            await accounting.close()
         await registry.close()
         await upstream_http.aclose()
+        if usage is not None:  # rows still waiting are written before the database goes away
+            await usage.close()
         await database.dispose()
 
 
@@ -85,7 +97,15 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for router in (openai.router, seed.router, seed.simple_router, ws.router, health.router, admin.router):
+    for router in (
+        openai.router,
+        tokens.router,
+        seed.router,
+        seed.simple_router,
+        ws.router,
+        health.router,
+        admin.router,
+    ):
         app.include_router(router)
     if settings.server.cors_origins:
         app.add_middleware(

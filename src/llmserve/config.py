@@ -169,7 +169,9 @@ class ExactCacheSettings(_Strict):
 
 class SemanticCacheSettings(_Strict):
     enabled: bool = False
-    threshold: float = Field(0.92, gt=0, le=1, description="Cosine similarity a hit needs")
+    threshold: float = Field(
+        0.88, gt=0, le=1, description="Cosine similarity a hit needs (with the lexical check on top)"
+    )
     embedding_model: str = Field(
         "all-MiniLM-L6-v2",
         description="The packaged all-MiniLM-L6-v2, or the name of an embeddings model group",
@@ -187,7 +189,7 @@ class CacheSettings(_Strict):
 
 class UsageSettings(_Strict):
     flush_interval_seconds: float = Field(1.0, gt=0, description="Ledger rows are written this often")
-    batch_size: int = Field(500, gt=0, description="... or as soon as this many are waiting")
+    batch_size: int = Field(100, gt=0, description="... or as soon as this many are waiting")
     max_pending: int = Field(100_000, gt=0, description="Beyond it, requests wait for the writer")
 
 

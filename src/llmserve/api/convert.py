@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
+from starlette.requests import Request
+
+from llmserve.api.middleware import request_id_var
 from llmserve.errors import InvalidRequest
 from llmserve.providers.base import ChatMessage, GenerationOptions
 from llmserve.schemas.common import SeedTurn
-from llmserve.schemas.openai import ChatCompletionRequest, CompletionRequest, SamplingFields
+from llmserve.schemas.openai import CacheControl, ChatCompletionRequest, CompletionRequest, SamplingFields
 from llmserve.schemas.seed import SeedChatRequest
+from llmserve.services.request_context import ANONYMOUS, RequestContext
 
 
 def sampling_options(request: SamplingFields, max_tokens: int | None, **extra: object) -> GenerationOptions:
@@ -96,3 +101,24 @@ def single_prompt(request: CompletionRequest) -> str:
     if len(request.prompt) > 1:
         raise InvalidRequest("Send one prompt per request; use the Batch API for many", param="prompt")
     return request.prompt[0]
+
+
+def request_context(http_request: Request, cache: CacheControl | None = None) -> RequestContext:
+    """Who is asking (the tenant the cache is scoped to) and the body's cache controls.
+
+    Until API keys exist the tenant is a digest of the bearer token the client sent, so two clients
+    with different keys never share cached answers; no token is the anonymous tenant.
+    """
+    authorization = http_request.headers.get("authorization", "")
+    token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
+    tenant = "key:" + hashlib.sha256(token.encode()).hexdigest()[:24] if token else ANONYMOUS
+    return RequestContext(
+        tenant=tenant,
+        request_id=request_id_var.get(),
+        api_key=tenant if token else None,
+        no_cache=bool(cache and cache.no_cache),
+        no_store=bool(cache and cache.no_store),
+        cache_ttl=float(cache.ttl) if cache and cache.ttl is not None else None,
+        cache_namespace=cache.namespace if cache else None,
+        cache_opt_in=cache is not None,
+    )

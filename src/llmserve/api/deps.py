@@ -8,9 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Request, WebSocket
 
 from llmserve.config import Settings
+from llmserve.errors import NotFound
 from llmserve.services.chat import ChatService
 from llmserve.services.conversations import ConversationService
 from llmserve.services.models import ModelRegistry
+from llmserve.services.usage import UsageLedger
 from llmserve.storage.db import Database
 
 
@@ -21,6 +23,7 @@ class Services:
     registry: ModelRegistry
     conversations: ConversationService
     chat: ChatService
+    usage: UsageLedger | None = None
 
 
 def _services(request: Request) -> Services:
@@ -45,7 +48,15 @@ def _registry(request: Request) -> ModelRegistry:
     return _services(request).registry
 
 
+def _usage(request: Request) -> UsageLedger:
+    ledger = _services(request).usage
+    if ledger is None:
+        raise NotFound("The usage ledger is not enabled on this server", code="usage_disabled")
+    return ledger
+
+
 ServicesDep = Annotated[Services, Depends(_services)]
 ChatServiceDep = Annotated[ChatService, Depends(_chat)]
 ConversationServiceDep = Annotated[ConversationService, Depends(_conversations)]
 RegistryDep = Annotated[ModelRegistry, Depends(_registry)]
+UsageLedgerDep = Annotated[UsageLedger, Depends(_usage)]

@@ -11,8 +11,7 @@ from typing import Any
 from llmserve.api.errors import stream_error_event
 from llmserve.api.sse import DONE, sse_event
 from llmserve.providers.base import Delta, Usage
-from llmserve.routing.router import RouteInfo
-from llmserve.services.chat import ChatStream, gateway_overhead_ms
+from llmserve.services.chat import ChatResult, ChatStream, gateway_overhead_ms
 
 
 def usage_dict(usage: Usage) -> dict[str, int]:
@@ -105,20 +104,25 @@ async def seed_text_sse(stream: ChatStream, *, incremental: bool) -> AsyncIterat
     yield DONE
 
 
-def route_headers(route: RouteInfo, started: float) -> dict[str, str]:
-    """Which deployment answered, after how many calls, and what llmserve itself added (ms)."""
-    return {
-        "x-llmserve-deployment": route.deployment,
-        "x-llmserve-attempts": str(route.attempts),
-        "x-llmserve-overhead-ms": f"{gateway_overhead_ms(route, started):.2f}",
+def route_headers(answer: ChatResult | ChatStream) -> dict[str, str]:
+    """Which deployment answered, after how many calls, what llmserve itself added (ms), and whether
+    the cache answered."""
+    headers = {
+        "x-llmserve-deployment": answer.route.deployment,
+        "x-llmserve-attempts": str(answer.route.attempts),
+        "x-llmserve-overhead-ms": f"{gateway_overhead_ms(answer.route, answer.started):.2f}",
+        "x-llmserve-cache": answer.cache_status,
     }
+    if answer.cache_similarity is not None:
+        headers["x-llmserve-cache-similarity"] = f"{answer.cache_similarity:.4f}"
+    return headers
 
 
 def stream_headers(stream: ChatStream) -> dict[str, str]:
     headers = {
         "x-llmserve-model": stream.model,
         "x-llmserve-message-id": stream.message_id,
-        **route_headers(stream.route, stream.started),
+        **route_headers(stream),
     }
     if stream.conversation_id:
         headers["x-llmserve-conversation-id"] = stream.conversation_id

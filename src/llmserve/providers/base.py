@@ -66,6 +66,8 @@ GenerationInput = ChatInput | TextInput
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    # True when a count is an estimate (an upstream that reported no usage), not a tokenizer's.
+    estimated: bool = False
 
     @property
     def total_tokens(self) -> int:

@@ -69,10 +69,12 @@ class OpenAIProvider:
         choices = body.get("choices") if isinstance(body, dict) else None
         if not isinstance(choices, list):
             raise self._protocol_error("the answer has no choices")
-        return Completion(
-            choices=[_choice(position, raw) for position, raw in enumerate(choices)],
-            usage=_usage(body.get("usage")) or Usage(0, 0),
-        )
+        parsed = [_choice(position, raw) for position, raw in enumerate(choices)]
+        usage = _usage(body.get("usage"))
+        if usage is None:  # an upstream that reports no usage: estimate, and say so
+            completion_chars = sum(len(choice.text) for choice in parsed)
+            usage = Usage(await self.count_tokens(request), -(-completion_chars // 4), estimated=True)
+        return Completion(choices=parsed, usage=usage)
 
     async def stream(self, request: GenerationInput) -> AsyncGenerator[StreamEvent, None]:
         url, payload = self._request(request)
@@ -106,9 +108,10 @@ class OpenAIProvider:
             # that is how a client's cancel reaches the upstream.
             if isinstance(events, AsyncGenerator):
                 await events.aclose()
-        # Upstreams that ignore stream_options send no usage: the prompt is then uncounted (0) and each
-        # content delta counts as one token, an estimate that is close for servers sending token deltas.
-        yield usage or Usage(prompt_tokens=0, completion_tokens=content_deltas)
+        # Upstreams that ignore stream_options send no usage: the prompt is then estimated like
+        # count_tokens and each content delta counts as one token (close for servers sending token
+        # deltas); the Usage says it is an estimate.
+        yield usage or Usage(await self.count_tokens(request), content_deltas, estimated=True)
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         payload = {"model": self.deployment.model, "input": list(texts)}

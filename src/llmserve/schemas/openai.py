@@ -119,6 +119,7 @@ class CompletionRequest(SamplingFields):
     prompt: str | list[str] = Field(description="A prompt, or a list of prompts (one result each)")
     max_tokens: MaxTokens | None = 16
     echo: bool = False
+    cache: CacheControl | None = None
     suffix: str | None = None
     logprobs: int | None = None
     best_of: int | None = None

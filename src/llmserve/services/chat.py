@@ -1,9 +1,10 @@
 """ChatService: the request pipeline shared by the OpenAI, seed-native and WebSocket surfaces.
 
-Resolve the model group, load stored history, route the call (router: deployment choice, retries,
-fallbacks, hedging), store the exchange. Streams come back from the router "primed": their first
-event is in hand before any byte goes to the client, so up-front errors (unknown model, prompt too
-long, every deployment down) become proper HTTP errors and failover stays invisible to the client.
+Resolve the model group, load stored history, fit it to the context, look in the cache, route the
+call (router: deployment choice, retries, fallbacks, hedging), then store the exchange, the cache
+entry and the ledger row. Streams come back from the router "primed": their first event is in hand
+before any byte goes to the client, so up-front errors (unknown model, prompt too long, every
+deployment down) become proper HTTP errors and failover stays invisible to the client.
 """
 
 from __future__ import annotations
@@ -18,15 +19,20 @@ from llmserve.providers.base import (
     ChatInput,
     ChatMessage,
     Completion,
-    Delta,
+    GenerationInput,
     GenerationOptions,
     StreamEvent,
     TextInput,
     Usage,
 )
 from llmserve.routing.router import RouteInfo
+from llmserve.services.accounting import Accounting
+from llmserve.services.answers import StreamCollector, replay
 from llmserve.services.conversations import ConversationService, Turn
 from llmserve.services.models import ModelRegistry
+from llmserve.services.request_context import RequestContext
+
+CACHE_DEPLOYMENT = "cache"
 
 
 @dataclass
@@ -39,6 +45,8 @@ class ChatResult:
     latency_ms: float
     route: RouteInfo
     started: float  # perf_counter() when the request entered the service
+    cache_status: str = "miss"  # hit | semantic-hit | miss
+    cache_similarity: float | None = None
 
     @property
     def text(self) -> str:
@@ -56,8 +64,13 @@ class ChatStream:
     events: AsyncIterator[StreamEvent]
     route: RouteInfo
     started: float
-    text_parts: list[str] = field(default_factory=list)
-    usage: Usage | None = None
+    cache_status: str = "miss"
+    cache_similarity: float | None = None
+    collected: StreamCollector = field(default_factory=StreamCollector)
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.collected.usage
 
 
 def gateway_overhead_ms(route: RouteInfo, started: float) -> float:
@@ -65,10 +78,34 @@ def gateway_overhead_ms(route: RouteInfo, started: float) -> float:
     return max(0.0, (time.perf_counter() - started - route.upstream_seconds) * 1000)
 
 
+@dataclass
+class _Answer:
+    """What one call produced: from the router, or from the cache."""
+
+    completion: Completion
+    route: RouteInfo
+    cache_status: str
+    similarity: float | None
+
+
+@dataclass
+class _Opened:
+    events: AsyncIterator[StreamEvent]
+    route: RouteInfo
+    cache_status: str
+    similarity: float | None
+
+
 class ChatService:
-    def __init__(self, registry: ModelRegistry, conversations: ConversationService) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        conversations: ConversationService,
+        accounting: Accounting | None = None,
+    ) -> None:
         self.registry = registry
         self.conversations = conversations
+        self.accounting = accounting or Accounting(registry)
 
     async def chat(
         self,
@@ -80,25 +117,37 @@ class ChatService:
         store: bool = False,
         inline_history: Sequence[ChatMessage] = (),
         requirements: str | None = None,
+        ctx: RequestContext | None = None,
     ) -> ChatResult:
         started = time.perf_counter()
+        ctx = ctx or RequestContext()
         context, new_turns = await self._context(conversation_id, inline_history, messages)
-        request = ChatInput(tuple(context), options)
+        request: GenerationInput = ChatInput(tuple(context), options)
         group = self.registry.route_group(model, request, requirements)
-        completion, route = await self.registry.router.complete(group, request)
+        request = await self.accounting.fit(group, request)
+        answer = await self._answer(group, request, ctx, started)
         message_id = uuid.uuid4().hex
         if store or conversation_id is not None:
             conversation_id = await self._record(
                 conversation_id,
                 new_turns,
-                completion.choices[0].text,
-                route.group,
-                completion.usage,
+                answer.completion.choices[0].text,
+                answer.route.group,
+                answer.completion.usage,
                 message_id,
             )
         latency_ms = (time.perf_counter() - started) * 1000
         return ChatResult(
-            route.group, completion, message_id, conversation_id, context, latency_ms, route, started
+            answer.route.group,
+            answer.completion,
+            message_id,
+            conversation_id,
+            list(request.messages) if isinstance(request, ChatInput) else [],
+            latency_ms,
+            answer.route,
+            started,
+            answer.cache_status,
+            answer.similarity,
         )
 
     async def stream_chat(
@@ -111,42 +160,104 @@ class ChatService:
         store: bool = False,
         inline_history: Sequence[ChatMessage] = (),
         requirements: str | None = None,
+        ctx: RequestContext | None = None,
     ) -> ChatStream:
         started = time.perf_counter()
+        ctx = ctx or RequestContext()
         context, new_turns = await self._context(conversation_id, inline_history, messages)
         if store and conversation_id is None:
             conversation_id = uuid.uuid4().hex
-        request = ChatInput(tuple(context), options)
+        request: GenerationInput = ChatInput(tuple(context), options)
         group = self.registry.route_group(model, request, requirements)
-        # The router hands the stream back once its first event is in hand: failover happens before.
-        events, route = await self.registry.router.stream(group, request)
+        request = await self.accounting.fit(group, request)
+        opened = await self._open(group, request, ctx)
         stream = ChatStream(
-            route.group, uuid.uuid4().hex, conversation_id, int(time.time()), _empty(), route, started
+            opened.route.group,
+            uuid.uuid4().hex,
+            conversation_id,
+            int(time.time()),
+            opened.events,
+            opened.route,
+            started,
+            opened.cache_status,
+            opened.similarity,
         )
         persist = store or conversation_id is not None
-        stream.events = self._tracked(stream, events, new_turns, persist)
+        stream.events = self._tracked(stream, group, request, ctx, opened.events, new_turns, persist)
         return stream
 
-    async def complete_text(self, prompt: str, options: GenerationOptions, model: str | None) -> ChatResult:
+    async def complete_text(
+        self, prompt: str, options: GenerationOptions, model: str | None, ctx: RequestContext | None = None
+    ) -> ChatResult:
         started = time.perf_counter()
         request = TextInput(prompt, options)
         group = self.registry.route_group(model, request, None)
-        completion, route = await self.registry.router.complete(group, request)
+        answer = await self._answer(group, request, ctx or RequestContext(), started)
         latency_ms = (time.perf_counter() - started) * 1000
-        return ChatResult(route.group, completion, uuid.uuid4().hex, None, [], latency_ms, route, started)
+        return ChatResult(
+            answer.route.group,
+            answer.completion,
+            uuid.uuid4().hex,
+            None,
+            [],
+            latency_ms,
+            answer.route,
+            started,
+            answer.cache_status,
+            answer.similarity,
+        )
 
-    async def stream_text(self, prompt: str, options: GenerationOptions, model: str | None) -> ChatStream:
+    async def stream_text(
+        self, prompt: str, options: GenerationOptions, model: str | None, ctx: RequestContext | None = None
+    ) -> ChatStream:
         started = time.perf_counter()
+        ctx = ctx or RequestContext()
         request = TextInput(prompt, options)
         group = self.registry.route_group(model, request, None)
-        events, route = await self.registry.router.stream(group, request)
-        stream = ChatStream(route.group, uuid.uuid4().hex, None, int(time.time()), _empty(), route, started)
-        stream.events = self._tracked(stream, events, [], False)
+        opened = await self._open(group, request, ctx)
+        stream = ChatStream(
+            opened.route.group,
+            uuid.uuid4().hex,
+            None,
+            int(time.time()),
+            opened.events,
+            opened.route,
+            started,
+            opened.cache_status,
+            opened.similarity,
+        )
+        stream.events = self._tracked(stream, group, request, ctx, opened.events, [], False)
         return stream
 
     async def embed(self, texts: Sequence[str], model: str | None) -> tuple[str, list[list[float]]]:
         group = self.registry.route_group(model, None, None)
         return group, await self.registry.embed(group, texts)
+
+    async def _answer(
+        self, group: str, request: GenerationInput, ctx: RequestContext, started: float
+    ) -> _Answer:
+        hit = await self.accounting.lookup(group, request, ctx)
+        if hit is not None:
+            route = RouteInfo(group=hit.group, deployment=CACHE_DEPLOYMENT, attempts=0)
+            answer = _Answer(hit.completion, route, hit.kind, hit.similarity)
+        else:
+            completion, route = await self.registry.router.complete(group, request)
+            answer = _Answer(completion, route, "miss", None)
+            await self.accounting.remember(group, request, ctx, completion, route.group)
+        latency_ms = (time.perf_counter() - started) * 1000
+        await self.accounting.charge(
+            ctx, answer.route, answer.completion.usage, answer.cache_status, latency_ms
+        )
+        return answer
+
+    async def _open(self, group: str, request: GenerationInput, ctx: RequestContext) -> _Opened:
+        hit = await self.accounting.lookup(group, request, ctx)
+        if hit is not None:
+            route = RouteInfo(group=hit.group, deployment=CACHE_DEPLOYMENT, attempts=0)
+            return _Opened(replay(hit.completion), route, hit.kind, hit.similarity)
+        # The router hands the stream back once its first event is in hand: failover happens before.
+        events, route = await self.registry.router.stream(group, request)
+        return _Opened(events, route, "miss", None)
 
     async def _context(
         self,
@@ -175,16 +286,16 @@ class ChatService:
     async def _tracked(
         self,
         stream: ChatStream,
+        group: str,
+        request: GenerationInput,
+        ctx: RequestContext,
         events: AsyncIterator[StreamEvent],
         new_messages: Sequence[ChatMessage],
         persist: bool,
     ) -> AsyncIterator[StreamEvent]:
         try:
             async for event in events:
-                if isinstance(event, Usage):
-                    stream.usage = event
-                elif isinstance(event, Delta) and event.index == 0:
-                    stream.text_parts.append(event.text)
+                stream.collected.feed(event)
                 yield event
         finally:
             # At once, not at garbage collection: this is how a client's disconnect reaches the upstream.
@@ -192,13 +303,21 @@ class ChatService:
             if aclose is not None:
                 await aclose()
         # Only a stream that ran to its end is stored; a client that left gets nothing half-written.
-        if persist and stream.usage is not None:
+        usage = stream.collected.usage
+        if usage is None:
+            return
+        latency_ms = (time.perf_counter() - stream.started) * 1000
+        await self.accounting.charge(ctx, stream.route, usage, stream.cache_status, latency_ms)
+        completion = stream.collected.completion()
+        if stream.cache_status == "miss" and completion is not None:
+            await self.accounting.remember(group, request, ctx, completion, stream.model)
+        if persist:
             await self._record(
                 stream.conversation_id,
                 new_messages,
-                "".join(stream.text_parts),
+                stream.collected.text(0),
                 stream.model,
-                stream.usage,
+                usage,
                 stream.message_id,
             )
 
@@ -221,8 +340,3 @@ class ChatService:
             reply_id=message_id,
         )
         return conversation_id
-
-
-async def _empty() -> AsyncIterator[StreamEvent]:
-    return
-    yield  # pragma: no cover - makes this an async generator

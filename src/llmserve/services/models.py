@@ -10,7 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 from llmserve.config import ModelDeployment, Settings
 from llmserve.engine.manager import ModelManager
 from llmserve.errors import LLMServeError, ModelNotFound, NoDeploymentAvailable
-from llmserve.providers.base import GenerationInput, Provider
+from llmserve.providers.base import ChatInput, ChatMessage, GenerationInput, Provider
 from llmserve.providers.http import UpstreamHTTP
 from llmserve.routing.breaker import CircuitBreaker, is_breaker_fault
 from llmserve.routing.deployment import Deployment, DeploymentStats
@@ -124,6 +124,46 @@ class ModelRegistry:
             name = self.router.resolve_group(name, request, requirements, self.default_model)
         return self.group(name).name
 
+    def deployment_config(self, deployment_id: str) -> ModelDeployment | None:
+        for group in self._groups:
+            for deployment in self.router.deployments(group):
+                if deployment.id == deployment_id:
+                    return deployment.config
+        return None
+
+    async def fit_context(self, group: str, request: ChatInput) -> ChatInput:
+        """Drops the oldest turns when the history does not fit (``context_strategy: truncate_oldest``).
+
+        The tightest window among the group's truncating deployments decides, since any of them may
+        answer; a remote deployment without ``context_window`` has no known window and is skipped.
+        """
+        from llmserve.services.context import completion_reserve, fit_messages
+
+        fitted = request
+        for deployment in self.router.deployments(group):
+            config = deployment.config
+            if config.context_strategy != "truncate_oldest":
+                continue
+            window = config.context_window
+            if window is None and isinstance(deployment.provider, LocallyManaged):
+                window = (await deployment.provider.manager.get()).context_window
+            if window is None:
+                continue
+            provider = deployment.provider
+
+            async def count(messages: Sequence[ChatMessage], provider: Provider = provider) -> int:
+                return await provider.count_tokens(ChatInput(tuple(messages), request.options))
+
+            reserve = completion_reserve(
+                request.options.max_tokens,
+                config.default_max_tokens,
+                window,
+                clamp=request.options.clamp_max_tokens,
+            )
+            messages, _ = await fit_messages(fitted.messages, count, window, reserve, config.context_strategy)
+            fitted = ChatInput(tuple(messages), request.options)
+        return fitted
+
     async def embed(self, group: str, texts: Sequence[str]) -> list[list[float]]:
         """Embeddings from the first deployment of the group whose breaker lets the call through."""
         last: LLMServeError | None = None
@@ -157,7 +197,15 @@ class ModelRegistry:
 def check_buildable(settings: Settings) -> None:
     """Raises UnsupportedProvider when this install cannot serve an entry (checked before binding)."""
     for entry in settings.models:
-        if entry.provider == "local":
+        if entry.provider == "local" and entry.task == "embeddings":
+            from llmserve.providers.local_embeddings import INSTALL_HINT, missing_packages
+
+            if missing := missing_packages(entry):
+                raise UnsupportedProvider(
+                    f"models entry '{entry.name}': a local embeddings model needs the embeddings extra "
+                    f"({INSTALL_HINT}); missing: {', '.join(missing)}"
+                )
+        elif entry.provider == "local":
             _import_local(entry)
 
 
@@ -176,6 +224,11 @@ def _import_local(deployment: ModelDeployment) -> tuple[type[Any], type[Any]]:
 def _build_provider(
     deployment: ModelDeployment, settings: Settings, http: UpstreamHTTP, deployment_id: str
 ) -> Provider:
+    if deployment.provider == "local" and deployment.task == "embeddings":
+        # Not the chat engine: a sentence-transformers model, loaded on first use.
+        from llmserve.providers.local_embeddings import LocalEmbeddingProvider
+
+        return LocalEmbeddingProvider(deployment)
     if deployment.provider == "local":
         LocalEngine, LocalProvider = _import_local(deployment)
         engine = LocalEngine(ModelManager(deployment), settings.engine.max_queued_requests)

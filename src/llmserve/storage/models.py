@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 # Deterministic constraint names, so migrations can drop/alter them by name on every backend
 # (SQLite batch mode and PostgreSQL both need the name).
@@ -23,6 +36,10 @@ NAMING_CONVENTION = {
 # A client may name its own conversation (validated as [A-Za-z0-9_-]{1,64}); ids we mint are 32 hex.
 CONVERSATION_ID_LENGTH = 64
 MESSAGE_ID_LENGTH = 32
+# The request id middleware accepts client-supplied ids up to this length.
+REQUEST_ID_LENGTH = 128
+NAME_LENGTH = 255
+PROVIDER_LENGTH = 64
 
 
 def utcnow() -> datetime:
@@ -51,6 +68,47 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Money: 10 integer and 10 fractional digits: per-token prices of a millionth of a cent add up exactly.
+MONEY_PRECISION = 20
+MONEY_SCALE = 10
+_MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """``Numeric(20, 10)`` that is exact on every backend, SUM() included.
+
+    PostgreSQL has a true ``numeric``. SQLite has none: SQLAlchemy would store a REAL and round, so
+    there the value is kept as a count of 1e-10 units in an INTEGER, whose SUM() is exact 64-bit
+    arithmetic (good to about 922 million USD per sum). Values are rounded half-even to 10 places on
+    the way in, as PostgreSQL's ``numeric(20, 10)`` does.
+    """
+
+    impl = Numeric(MONEY_PRECISION, MONEY_SCALE, asdecimal=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(MONEY_PRECISION, MONEY_SCALE, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | int | None, dialect: Dialect) -> Decimal | int | None:
+        if value is None:
+            return None
+        if isinstance(value, int):
+            value = Decimal(value)
+        elif not isinstance(value, Decimal):
+            raise TypeError(f"money must be a Decimal, not {type(value).__name__} (floats are not exact)")
+        value = value.quantize(_MONEY_QUANTUM)
+        return int(value.scaleb(MONEY_SCALE)) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return Decimal(int(value)).scaleb(-MONEY_SCALE)
+        return Decimal(value).quantize(_MONEY_QUANTUM)
 
 
 class Base(DeclarativeBase):
@@ -90,3 +148,27 @@ class MessageRow(Base):
 
     def __repr__(self) -> str:
         return f"MessageRow(id={self.id!r}, conversation_id={self.conversation_id!r}, seq={self.seq})"
+
+
+class UsageLedgerRow(Base):
+    """One upstream call (or cache answer): who asked, which deployment answered, tokens and exact cost."""
+
+    __tablename__ = "usage_ledger"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    request_id: Mapped[str] = mapped_column(String(REQUEST_ID_LENGTH))
+    api_key: Mapped[str | None] = mapped_column(String(NAME_LENGTH), index=True)
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
+    deployment: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    provider: Mapped[str] = mapped_column(String(PROVIDER_LENGTH))
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[Decimal] = mapped_column(ExactDecimal())
+    cache_status: Mapped[str] = mapped_column(String(16))
+    latency_ms: Mapped[float] = mapped_column(Float)
+    tokens_estimated: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(16))
+
+    def __repr__(self) -> str:
+        return f"UsageLedgerRow(id={self.id!r}, model={self.model!r}, cost_usd={self.cost_usd!r})"

@@ -7,6 +7,7 @@ import struct
 import time
 
 from fastapi import APIRouter
+from starlette.requests import Request
 from starlette.responses import Response
 
 from llmserve.api import convert
@@ -46,7 +47,7 @@ def _usage(result: ChatResult) -> UsageOut:
 
 @router.post("/chat/completions", response_model=ChatCompletionResponse, response_model_exclude_none=False)
 async def create_chat_completion(
-    body: ChatCompletionRequest, chat: ChatServiceDep, response: Response
+    body: ChatCompletionRequest, chat: ChatServiceDep, request: Request, response: Response
 ) -> ChatCompletionResponse | Response:
     history, messages = convert.chat_messages(body)
     options = convert.chat_options(body)
@@ -55,6 +56,7 @@ async def create_chat_completion(
         "conversation_id": body.conversation_id,
         "inline_history": history,
         "requirements": body.requirements,
+        "ctx": convert.request_context(request, body.cache),
     }
     if body.stream:
         stream = await chat.stream_chat(messages, options, **kwargs)  # type: ignore[arg-type]
@@ -63,7 +65,7 @@ async def create_chat_completion(
             openai_chat_sse(stream, n=options.n, include_usage=include_usage), stream_headers(stream)
         )
     result = await chat.chat(messages, options, **kwargs)  # type: ignore[arg-type]
-    response.headers.update(route_headers(result.route, result.started))
+    response.headers.update(route_headers(result))
     if result.conversation_id:
         response.headers["x-llmserve-conversation-id"] = result.conversation_id
     choices = [
@@ -89,18 +91,19 @@ async def create_chat_completion(
 
 @router.post("/completions", response_model=CompletionResponse)
 async def create_completion(
-    body: CompletionRequest, chat: ChatServiceDep, response: Response
+    body: CompletionRequest, chat: ChatServiceDep, request: Request, response: Response
 ) -> CompletionResponse | Response:
     options = convert.completion_options(body)
     prompt = convert.single_prompt(body)
+    ctx = convert.request_context(request, body.cache)
     if body.stream:
-        stream = await chat.stream_text(prompt, options, body.model)
+        stream = await chat.stream_text(prompt, options, body.model, ctx)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return sse_response(
             openai_completion_sse(stream, include_usage=include_usage), stream_headers(stream)
         )
-    result = await chat.complete_text(prompt, options, body.model)
-    response.headers.update(route_headers(result.route, result.started))
+    result = await chat.complete_text(prompt, options, body.model, ctx)
+    response.headers.update(route_headers(result))
     choices = [
         CompletionChoiceOut(
             index=c.index, text=(prompt + c.text) if body.echo else c.text, finish_reason=c.finish_reason

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from starlette.requests import Request
 from starlette.responses import Response
 
 from llmserve.api import convert
@@ -30,7 +31,9 @@ simple_router = APIRouter(tags=["seed chat"])
 
 
 @router.post("/new/message/", response_model=SeedChatResponse)
-async def post_message(body: SeedChatRequest, chat: ChatServiceDep, response: Response) -> SeedChatResponse:
+async def post_message(
+    body: SeedChatRequest, chat: ChatServiceDep, request: Request, response: Response
+) -> SeedChatResponse:
     result = await chat.chat(
         [ChatMessage("user", body.prompt)],
         convert.seed_options(body),
@@ -38,9 +41,10 @@ async def post_message(body: SeedChatRequest, chat: ChatServiceDep, response: Re
         conversation_id=body.conversation_id,
         store=True,
         inline_history=convert.turns(body.history),
+        ctx=convert.request_context(request),
     )
     assert result.conversation_id is not None  # store=True always yields one
-    response.headers.update(route_headers(result.route, result.started))
+    response.headers.update(route_headers(result))
     history = [*result.context, ChatMessage("assistant", result.text)]
     return SeedChatResponse(
         response=result.text,
@@ -63,7 +67,7 @@ async def get_messages(
     )
 
 
-async def _stream(body: SeedStreamRequest, chat: ChatServiceDep) -> Response:
+async def _stream(body: SeedStreamRequest, chat: ChatServiceDep, request: Request) -> Response:
     stream = await chat.stream_chat(
         [ChatMessage("user", body.prompt)],
         convert.seed_options(body),
@@ -71,32 +75,39 @@ async def _stream(body: SeedStreamRequest, chat: ChatServiceDep) -> Response:
         conversation_id=body.conversation_id,
         store=True,
         inline_history=convert.turns(body.history),
+        ctx=convert.request_context(request),
     )
     return sse_response(seed_text_sse(stream, incremental=body.stream), stream_headers(stream))
 
 
 @router.post("/stream")
-async def stream_chat(body: SeedStreamRequest, chat: ChatServiceDep) -> Response:
+async def stream_chat(body: SeedStreamRequest, chat: ChatServiceDep, request: Request) -> Response:
     """SSE: ``data: {"text": piece, "message_id"}`` per piece (stream=true) or one whole-text event."""
-    return await _stream(body, chat)
+    return await _stream(body, chat, request)
 
 
 @router.get("/stream")
-async def stream_chat_get(query: Annotated[SeedStreamQuery, Query()], chat: ChatServiceDep) -> Response:
+async def stream_chat_get(
+    query: Annotated[SeedStreamQuery, Query()], chat: ChatServiceDep, request: Request
+) -> Response:
     """The same stream for a browser ``EventSource`` (GET only): ``/chat/stream?prompt=...``."""
-    return await _stream(SeedStreamRequest(**query.model_dump()), chat)
+    return await _stream(SeedStreamRequest(**query.model_dump()), chat, request)
 
 
 @simple_router.post("/chat", response_model=SimpleChatResponse)
 async def simple_chat(
-    body: SimpleChatRequest, chat: ChatServiceDep, response: Response
+    body: SimpleChatRequest, chat: ChatServiceDep, request: Request, response: Response
 ) -> SimpleChatResponse | Response:
     messages = [ChatMessage("user", body.message)]
+    ctx = convert.request_context(request)
     if body.stream:
-        stream = await chat.stream_chat(messages, GenerationOptions(), model=body.model)
+        stream = await chat.stream_chat(messages, GenerationOptions(), model=body.model, ctx=ctx)
         return sse_response(seed_text_sse(stream, incremental=True), stream_headers(stream))
-    result = await chat.chat(messages, GenerationOptions(), model=body.model)
-    response.headers.update(route_headers(result.route, result.started))
+    result = await chat.chat(messages, GenerationOptions(), model=body.model, ctx=ctx)
+    response.headers.update(route_headers(result))
     return SimpleChatResponse(
-        response=result.text, model_used=result.model, latency_ms=round(result.latency_ms, 2), cached=False
+        response=result.text,
+        model_used=result.model,
+        latency_ms=round(result.latency_ms, 2),
+        cached=result.cache_status != "miss",
     )
