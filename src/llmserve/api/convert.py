@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from starlette.requests import Request
 
-from llmserve.api.middleware import request_id_var
+from llmserve.api.middleware import received_at_var, request_id_var
 from llmserve.errors import InvalidRequest
 from llmserve.providers.base import ChatMessage, GenerationOptions
 from llmserve.schemas.common import SeedTurn
@@ -121,4 +121,5 @@ def request_context(http_request: Request, cache: CacheControl | None = None) ->
         cache_ttl=float(cache.ttl) if cache and cache.ttl is not None else None,
         cache_namespace=cache.namespace if cache else None,
         cache_opt_in=cache is not None,
+        received_at=received_at_var.get(),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from contextvars import ContextVar
 
@@ -10,6 +11,9 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+# perf_counter() when the request reached llmserve (the outermost middleware): the gateway-overhead
+# header counts from here, so parsing, validation and middleware are in it.
+received_at_var: ContextVar[float | None] = ContextVar("received_at", default=None)
 
 
 class RequestIdMiddleware:
@@ -22,6 +26,7 @@ class RequestIdMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        received = received_at_var.set(time.perf_counter())
         supplied = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")[:128]
         request_id = supplied or uuid.uuid4().hex
         token = request_id_var.set(request_id)
@@ -36,6 +41,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
+            received_at_var.reset(received)
 
 
 class BodySizeLimitMiddleware:

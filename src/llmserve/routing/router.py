@@ -205,6 +205,9 @@ class Router:
                 raise
             delay = max(delay, exc.retry_after + CAP_WAIT_MARGIN_SECONDS)
         else:
+            if order[0].id not in run.tried:
+                # Backoff spares an upstream that just failed; one not tried yet has no reason to wait.
+                delay = 0.0
             # Only deployments that asked us to wait are left: honour the Retry-After.
             delay = max(delay, run.not_before.get(order[0].id, 0.0) - self._clock())
         await self._pause(delay, info)

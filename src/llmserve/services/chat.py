@@ -119,8 +119,8 @@ class ChatService:
         requirements: str | None = None,
         ctx: RequestContext | None = None,
     ) -> ChatResult:
-        started = time.perf_counter()
         ctx = ctx or RequestContext()
+        started = ctx.received_at or time.perf_counter()
         context, new_turns = await self._context(conversation_id, inline_history, messages)
         request: GenerationInput = ChatInput(tuple(context), options)
         group = self.registry.route_group(model, request, requirements)
@@ -162,8 +162,8 @@ class ChatService:
         requirements: str | None = None,
         ctx: RequestContext | None = None,
     ) -> ChatStream:
-        started = time.perf_counter()
         ctx = ctx or RequestContext()
+        started = ctx.received_at or time.perf_counter()
         context, new_turns = await self._context(conversation_id, inline_history, messages)
         if store and conversation_id is None:
             conversation_id = uuid.uuid4().hex
@@ -189,10 +189,11 @@ class ChatService:
     async def complete_text(
         self, prompt: str, options: GenerationOptions, model: str | None, ctx: RequestContext | None = None
     ) -> ChatResult:
-        started = time.perf_counter()
+        ctx = ctx or RequestContext()
+        started = ctx.received_at or time.perf_counter()
         request = TextInput(prompt, options)
         group = self.registry.route_group(model, request, None)
-        answer = await self._answer(group, request, ctx or RequestContext(), started)
+        answer = await self._answer(group, request, ctx, started)
         latency_ms = (time.perf_counter() - started) * 1000
         return ChatResult(
             answer.route.group,
@@ -210,8 +211,8 @@ class ChatService:
     async def stream_text(
         self, prompt: str, options: GenerationOptions, model: str | None, ctx: RequestContext | None = None
     ) -> ChatStream:
-        started = time.perf_counter()
         ctx = ctx or RequestContext()
+        started = ctx.received_at or time.perf_counter()
         request = TextInput(prompt, options)
         group = self.registry.route_group(model, request, None)
         opened = await self._open(group, request, ctx)

@@ -24,3 +24,4 @@ class RequestContext:
     cache_ttl: float | None = None
     cache_namespace: str | None = None
     cache_opt_in: bool = False
+    received_at: float | None = None  # perf_counter() when the HTTP request arrived

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -99,7 +100,9 @@ async def simple_chat(
     body: SimpleChatRequest, chat: ChatServiceDep, request: Request, response: Response
 ) -> SimpleChatResponse | Response:
     messages = [ChatMessage("user", body.message)]
-    ctx = convert.request_context(request)
+    # The seed's /chat is the cached integration path (its answer says "cached"): it opts in to the
+    # cache like a body with a ``cache`` object, whatever the sampling temperature.
+    ctx = dataclasses.replace(convert.request_context(request), cache_opt_in=True)
     if body.stream:
         stream = await chat.stream_chat(messages, GenerationOptions(), model=body.model, ctx=ctx)
         return sse_response(seed_text_sse(stream, incremental=True), stream_headers(stream))
