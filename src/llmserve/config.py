@@ -193,6 +193,51 @@ class UsageSettings(_Strict):
     max_pending: int = Field(100_000, gt=0, description="Beyond it, requests wait for the writer")
 
 
+class LimitRule(_Strict):
+    rpm: int | None = Field(None, gt=0, description="Requests per minute")
+    tpm: int | None = Field(None, gt=0, description="Tokens per minute (prompt + completion)")
+    max_parallel: int | None = Field(None, gt=0, description="Requests in flight at once")
+
+
+class LimitSettings(_Strict):
+    """Limits hold across replicas when ``redis_url`` is set (atomic in Redis), else per process."""
+
+    per_key: LimitRule = Field(default_factory=LimitRule, description="Default for keys without their own")
+    per_model: dict[str, LimitRule] = Field(default_factory=dict, description="Per model group, all keys")
+    redis_url: str | None = Field(None, description="Default: the top-level redis_url")
+
+
+class QueueSettings(_Strict):
+    """The admission queue in front of each model group (the seed's RequestQueue)."""
+
+    enabled: bool = True
+    max_concurrency: int = Field(64, gt=0, description="Requests a group runs at once")
+    per_model_concurrency: dict[str, int] = Field(default_factory=dict)
+    max_queued: int = Field(1000, gt=0, description="Waiting requests per group; beyond it 503")
+    queue_timeout_seconds: float = Field(30.0, gt=0, description="Longest wait for a slot; then 503")
+    default_priority: int = Field(5, ge=0, le=100, description="Lower runs first, as in the seed")
+
+
+PiiEntity = Literal["email", "phone", "card", "iban", "national_id"]
+
+
+class GuardrailSettings(_Strict):
+    max_messages: int = Field(512, gt=0, description="More messages in one request → 400")
+    max_message_chars: int = Field(200_000, gt=0, description="A longer message → 413")
+    blocked_patterns: list[str] = Field(default_factory=list, description="Regexes; a match → 400")
+    prompt_injection: Literal["off", "flag", "block"] = "off"
+    prompt_injection_threshold: float = Field(0.7, gt=0, le=1)
+    pii_entities: list[PiiEntity] = Field(default_factory=list, description="What PII detection looks for")
+    pii_input: Literal["off", "mask", "block"] = "off"
+    pii_output: Literal["off", "mask"] = "off"
+
+
+class AuthSettings(_Strict):
+    allow_remote_without_key: bool = Field(
+        False, description="Bind beyond loopback even without a master key (everyone may call)"
+    )
+
+
 class ServerSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
@@ -234,6 +279,13 @@ class Settings(BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     usage: UsageSettings = Field(default_factory=UsageSettings)
     redis_url: str | None = Field(None, description="Shared state for replicas (cache, limits, ...)")
+    master_key: SecretStr | None = Field(
+        None, description="Turns authentication on (env LLMSERVE_MASTER_KEY); env:NAME reads $NAME"
+    )
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
     models: list[ModelDeployment] = Field(default_factory=_bundled_models, min_length=1)
     default_model: str | None = Field(None, description="Group answering requests without 'model'")
 
@@ -252,6 +304,21 @@ class Settings(BaseSettings):
                 f"default_model {self.default_model!r} is not one of the models: {sorted(set(names))}"
             )
         return self
+
+    @field_validator("master_key")
+    @classmethod
+    def _resolve_master_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value()
+        if raw.startswith("env:"):
+            name = raw[len("env:") :]
+            if not os.environ.get(name):
+                raise ValueError(f"master_key names the environment variable {name}, which is not set")
+            return SecretStr(os.environ[name])
+        if len(raw) < 16:
+            raise ValueError("master_key must be at least 16 characters")
+        return value
 
     @model_validator(mode="after")
     def _check_routing(self) -> Settings:
