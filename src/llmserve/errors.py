@@ -9,6 +9,8 @@ class LLMServeError(Exception):
     status_code = 500
     error_type = "internal_error"
     code: str | None = None
+    # Extra response headers (e.g. x-ratelimit-* on a 429); api/errors.py sends them.
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -121,3 +123,52 @@ class NoDeploymentAvailable(LLMServeError):
     error_type = "service_unavailable"
     code = "no_deployment_available"
     retry_after = 1
+
+
+class Unauthorized(LLMServeError):
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(LLMServeError):
+    status_code = 403
+    error_type = "permission_error"
+    code = "forbidden"
+
+
+class BudgetExceeded(LLMServeError):
+    """The key's spend over its budget period would pass its limit."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "budget_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QueueFull(LLMServeError):
+    """The admission queue of a model group is full, or the wait for a slot ran past queue_timeout."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class GuardrailViolation(LLMServeError):
+    """A guardrail refused the request; ``rule`` names the one that fired (never the matched text)."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "guardrail_violation"
+
+    def __init__(self, message: str, *, rule: str, status_code: int = 400) -> None:
+        super().__init__(message, param=None)
+        self.rule = rule
+        self.status_code = status_code

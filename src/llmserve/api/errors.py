@@ -75,8 +75,10 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     if retry_after is None and exc.status_code in (429, 503):
         retry_after = 1
     # Retry-After is whole seconds (RFC 9110); round up so clients never come back too early.
-    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
-    return JSONResponse(payload_for(exc), exc.status_code, headers=headers)
+    headers = dict(exc.headers or {})
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return JSONResponse(payload_for(exc), exc.status_code, headers=headers or None)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
