@@ -5,22 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from llmserve import __version__
+from llmserve.api.auth import authenticate, require_admin
 from llmserve.api.deps import Services
 from llmserve.api.errors import install_error_handlers
 from llmserve.api.middleware import BodySizeLimitMiddleware, JsonBodyMiddleware, RequestIdMiddleware
-from llmserve.api.routes import admin, health, openai, seed, tokens, ws
+from llmserve.api.routes import admin, health, keys, openai, seed, tokens, ws
 from llmserve.config import Settings
 from llmserve.providers.http import UpstreamHTTP
 from llmserve.services.accounting import Accounting
+from llmserve.services.admission import Admission
 from llmserve.services.chat import ChatService
 from llmserve.services.conversations import ConversationService
+from llmserve.services.keys import KeyService
 from llmserve.services.models import ModelRegistry
 from llmserve.services.usage import UsageLedger
 from llmserve.storage.db import Database
@@ -50,19 +53,23 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     idle_task: asyncio.Task[None] | None = None
     usage: UsageLedger | None = None
     accounting: Accounting | None = None
+    closers: list[Callable[[], Awaitable[None]]] = []
     try:
         await database.upgrade()
         conversations = ConversationService(database)
         usage = UsageLedger(database, settings.usage)
         usage.start()
         accounting = Accounting.build(settings, registry, usage)
+        admission = _build_admission(settings, registry, usage)
+        closers.append(admission.close)
         app.state.services = Services(
             settings=settings,
             database=database,
             registry=registry,
             conversations=conversations,
-            chat=ChatService(registry, conversations, accounting),
+            chat=ChatService(registry, conversations, accounting, admission),
             usage=usage,
+            keys=KeyService(database, settings),
         )
         if settings.engine.preload:
             for manager in registry.managers:
@@ -79,6 +86,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if idle_task is not None:
             idle_task.cancel()
             await asyncio.gather(idle_task, return_exceptions=True)
+        for close in closers:
+            await close()
         if accounting is not None:
             await accounting.close()
         await registry.close()
@@ -86,6 +95,23 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if usage is not None:  # rows still waiting are written before the database goes away
             await usage.close()
         await database.dispose()
+
+
+def _build_admission(settings: Settings, registry: ModelRegistry, usage: UsageLedger) -> Admission:
+    """Guardrails, rate limits, budgets and the admission queue; each only when configured."""
+    from llmserve.guardrails import Guardrails
+    from llmserve.limits.budget import build_budget_guard
+    from llmserve.limits.queue import AdmissionQueue
+    from llmserve.limits.ratelimit import build_limiter
+
+    return Admission(
+        settings,
+        registry,
+        guardrails=Guardrails(settings.guardrails),
+        limiter=build_limiter(settings),
+        budgets=build_budget_guard(settings, usage.spent),
+        queue=AdmissionQueue(settings.queue),
+    )
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -97,16 +123,13 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for router in (
-        openai.router,
-        tokens.router,
-        seed.router,
-        seed.simple_router,
-        ws.router,
-        health.router,
-        admin.router,
-    ):
-        app.include_router(router)
+    # Every API route checks the caller's key (when auth is on); /admin needs an admin key;
+    # /health and /ready stay open for load balancers and orchestrators.
+    for router in (openai.router, tokens.router, seed.router, seed.simple_router, ws.router):
+        app.include_router(router, dependencies=[Depends(authenticate)])
+    app.include_router(health.router)
+    for router in (admin.router, keys.router):
+        app.include_router(router, dependencies=[Depends(require_admin)])
     if settings.server.cors_origins:
         app.add_middleware(
             CORSMiddleware,

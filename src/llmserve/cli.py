@@ -1,23 +1,35 @@
-"""The ``llmserve`` command: serve, chat, db."""
+"""The ``llmserve`` command: serve, chat, keys, db."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from llmserve.config import BUNDLED_MODEL_ID, ConfigError, Settings, load_settings
 
+if TYPE_CHECKING:
+    from llmserve.services.keys import ApiKeyInfo, KeyService
+
 app = typer.Typer(help="llmserve: any LLM as a production Web API.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+keys_app = typer.Typer(
+    help="API keys, straight in the database (the server need not run).", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
 err = Console(stderr=True)
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Worker processes (--workers N) rebuild their settings from the same inputs the parent got.
 _WORKER_INPUTS_ENV = "_LLMSERVE_WORKER_INPUTS"
@@ -86,6 +98,7 @@ def serve(
 
     inputs = _settings_inputs(config, model, host, port, workers, data_dir)
     settings = _load(inputs)
+    _refuse_open_remote_bind(settings)
     from llmserve.services.models import UnsupportedProvider, check_buildable
 
     try:
@@ -94,6 +107,7 @@ def serve(
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from exc
     configure_logging(settings.server.log_level)
+    _log_auth(settings)
     common: dict[str, Any] = {
         "host": settings.server.host,
         "port": settings.server.port,
@@ -107,6 +121,44 @@ def serve(
         uvicorn.run("llmserve.cli:worker_app", factory=True, workers=settings.server.workers, **common)
     else:
         uvicorn.run(create_app(settings), **common)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve beyond this machine
+        return False
+
+
+def _refuse_open_remote_bind(settings: Settings) -> None:
+    """Without a master key every caller may use every route: only this machine may connect then."""
+    host = settings.server.host
+    if settings.master_key is not None or _is_loopback(host) or settings.auth.allow_remote_without_key:
+        return
+    err.print(
+        f"[red]error:[/red] refusing to listen on {host} without a master key: anyone who can reach it "
+        "could call every route, /admin included.\n"
+        "Set master_key (LLMSERVE_MASTER_KEY) to turn authentication on, or set "
+        "auth.allow_remote_without_key: true (LLMSERVE_AUTH__ALLOW_REMOTE_WITHOUT_KEY=true) "
+        "to serve without keys anyway.",
+        highlight=False,
+    )
+    raise typer.Exit(2)
+
+
+def _log_auth(settings: Settings) -> None:
+    if settings.master_key is not None:
+        logger.info("authentication is on: every API route needs a key (Authorization: Bearer or x-api-key)")
+    elif _is_loopback(settings.server.host):
+        logger.info("authentication is off (no master_key): only this machine can connect")
+    else:
+        logger.warning(
+            "authentication is off (no master_key) and auth.allow_remote_without_key is set: "
+            "anyone who can reach %s may call every route, /admin included",
+            settings.server.host,
+        )
 
 
 @app.command()
@@ -159,6 +211,130 @@ def db_upgrade(config: ConfigOption = None, data_dir: DataDirOption = None) -> N
 
     asyncio.run(upgrade())
     err.print(f"database at {settings.effective_database_url.split('@')[-1]} is up to date")
+
+
+def _run_with_keys(
+    config: Path | None, data_dir: Path | None, work: Callable[[KeyService], Awaitable[T]]
+) -> T:
+    """Run ``work`` against the configured database (migrated first), as the server would see it."""
+    from llmserve.errors import LLMServeError
+    from llmserve.services.keys import KeyService
+    from llmserve.storage.db import Database
+
+    settings = _load(_settings_inputs(config, None, None, None, None, data_dir))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> T:
+        database = Database(settings.effective_database_url)
+        try:
+            await database.upgrade()
+            return await work(KeyService(database, settings))
+        finally:
+            await database.dispose()
+
+    try:
+        return asyncio.run(run())
+    except LLMServeError as exc:
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(1 if exc.status_code == 404 else 2) from exc
+
+
+def _key_json(key: ApiKeyInfo) -> dict[str, Any]:
+    """The key as GET /admin/keys shows it."""
+    from llmserve.api.routes.keys import key_fields
+    from llmserve.schemas.keys import KeyOut
+
+    return KeyOut(**key_fields(key)).model_dump(mode="json")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str | None, typer.Option(help="Who or what the key is for")] = None,
+    role: Annotated[str, typer.Option(help="user, or admin (may call /admin/*)")] = "user",
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated model groups the key may call (default: all)")
+    ] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute")] = None,
+    max_parallel: Annotated[int | None, typer.Option(help="Requests in flight at once")] = None,
+    max_budget_usd: Annotated[str | None, typer.Option(help="Spend cap per budget period, USD")] = None,
+    budget_period: Annotated[str, typer.Option(help="daily, monthly or total")] = "monthly",
+    priority: Annotated[int | None, typer.Option(help="Default priority, 0-100; lower runs first")] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create a key and print it: the only time it is shown. Details go to stderr."""
+    groups = None if models is None else [part.strip() for part in models.split(",") if part.strip()]
+    created = _run_with_keys(
+        config,
+        data_dir,
+        lambda keys: keys.create(
+            name=name,
+            role=role,
+            models=groups,
+            rpm=rpm,
+            tpm=tpm,
+            max_parallel=max_parallel,
+            max_budget_usd=max_budget_usd,
+            budget_period=budget_period,
+            priority=priority,
+        ),
+    )
+    sys.stdout.write(created.secret + "\n")
+    label = ", ".join(part for part in (created.info.role, created.info.name) if part)
+    err.print(f"created key {created.info.id} ({label})", highlight=False, soft_wrap=True)
+    err.print("store the key now: it is not shown again", highlight=False, soft_wrap=True)
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document instead of a table")] = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Every key, revoked ones included. Never a secret."""
+    from rich.table import Table
+
+    found = _run_with_keys(config, data_dir, lambda keys: keys.list())
+    if as_json:
+        sys.stdout.write(json.dumps({"data": [_key_json(key) for key in found]}, indent=2) + "\n")
+        return
+    table = Table()
+    # The id and prefix are what people copy (to revoke, to recognise a key): never cut them short.
+    table.add_column("id", no_wrap=True, min_width=32)
+    table.add_column("prefix", no_wrap=True, min_width=12)
+    for column in ("name", "role", "models", "rpm", "tpm", "budget", "expires", "revoked"):
+        table.add_column(column)
+    for key in found:
+        budget = ""
+        if key.max_budget_usd is not None:
+            budget = f"{key.max_budget_usd.normalize():f} {key.budget_period}"
+        table.add_row(
+            key.id,
+            key.key_prefix,
+            key.name or "",
+            key.role,
+            ",".join(key.models) if key.models is not None else "*",
+            str(key.rpm or ""),
+            str(key.tpm or ""),
+            budget,
+            key.expires_at.isoformat(timespec="seconds") if key.expires_at else "",
+            key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "",
+        )
+    # Piped output has no terminal width to fit; rich would assume 80 columns and squash the table.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from 'llmserve keys list')")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Revoke a key for good: it gets 401 at once (other running replicas: within 5 seconds)."""
+    revoked = _run_with_keys(config, data_dir, lambda keys: keys.revoke(key_id))
+    assert revoked.revoked_at is not None
+    err.print(f"revoked key {revoked.id} at {revoked.revoked_at.isoformat(timespec='seconds')}")
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
 from llmserve.api.middleware import received_at_var, request_id_var
 from llmserve.errors import InvalidRequest
@@ -13,6 +13,7 @@ from llmserve.providers.base import ChatMessage, GenerationOptions
 from llmserve.schemas.common import SeedTurn
 from llmserve.schemas.openai import CacheControl, ChatCompletionRequest, CompletionRequest, SamplingFields
 from llmserve.schemas.seed import SeedChatRequest
+from llmserve.services.principal import ANONYMOUS_PRINCIPAL, Principal
 from llmserve.services.request_context import ANONYMOUS, RequestContext
 
 
@@ -103,23 +104,34 @@ def single_prompt(request: CompletionRequest) -> str:
     return request.prompt[0]
 
 
-def request_context(http_request: Request, cache: CacheControl | None = None) -> RequestContext:
-    """Who is asking (the tenant the cache is scoped to) and the body's cache controls.
+def request_context(
+    http_request: HTTPConnection, cache: CacheControl | None = None, priority: int | None = None
+) -> RequestContext:
+    """Who is asking (the tenant caches and limits are scoped to) and the body's cache controls.
 
-    Until API keys exist the tenant is a digest of the bearer token the client sent, so two clients
-    with different keys never share cached answers; no token is the anonymous tenant.
+    With authentication on, the tenant is the caller's key (``request.state.principal``, set by
+    ``api.auth.authenticate``). With it off (or where that dependency did not run) the tenant is a
+    digest of the bearer token the client sent, so two clients with different tokens never share
+    cached answers; no token is the anonymous tenant.
     """
-    authorization = http_request.headers.get("authorization", "")
-    token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
-    tenant = "key:" + hashlib.sha256(token.encode()).hexdigest()[:24] if token else ANONYMOUS
+    principal: Principal | None = getattr(http_request.state, "principal", None)
+    if principal is not None and (principal.key_id is not None or principal.is_master):
+        tenant, api_key = principal.tenant, principal.key_id
+    else:
+        authorization = http_request.headers.get("authorization", "")
+        token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
+        tenant = "key:" + hashlib.sha256(token.encode()).hexdigest()[:24] if token else ANONYMOUS
+        api_key = tenant if token else None
     return RequestContext(
         tenant=tenant,
         request_id=request_id_var.get(),
-        api_key=tenant if token else None,
+        api_key=api_key,
         no_cache=bool(cache and cache.no_cache),
         no_store=bool(cache and cache.no_store),
         cache_ttl=float(cache.ttl) if cache and cache.ttl is not None else None,
         cache_namespace=cache.namespace if cache else None,
         cache_opt_in=cache is not None,
         received_at=received_at_var.get(),
+        principal=principal or ANONYMOUS_PRINCIPAL,
+        priority=priority,
     )

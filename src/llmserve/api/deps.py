@@ -11,6 +11,7 @@ from llmserve.config import Settings
 from llmserve.errors import NotFound
 from llmserve.services.chat import ChatService
 from llmserve.services.conversations import ConversationService
+from llmserve.services.keys import KeyService
 from llmserve.services.models import ModelRegistry
 from llmserve.services.usage import UsageLedger
 from llmserve.storage.db import Database
@@ -24,6 +25,7 @@ class Services:
     conversations: ConversationService
     chat: ChatService
     usage: UsageLedger | None = None
+    keys: KeyService | None = None
 
 
 def _services(request: Request) -> Services:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,9 @@ from typing import Any
 import torch
 
 from llmserve.config import BUNDLED_MODEL_ID, ModelDeployment
+
+# A lock, not state: serialises from_pretrained across this process's model managers (see load_model).
+LOAD_LOCK = threading.Lock()
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +79,17 @@ def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
 
 
 def load_model(deployment: ModelDeployment) -> LoadedModel:
-    """Blocking: call it from a worker thread. Same from_pretrained path for every model."""
+    """Blocking: call it from a worker thread. Same from_pretrained path for every model.
+
+    Loads run one at a time per process: two concurrent ``from_pretrained`` calls (two local groups
+    warming up together) fail in transformers' meta-device initialisation ("Cannot copy out of meta
+    tensor") and leave later loads broken.
+    """
+    with LOAD_LOCK:
+        return _load_model(deployment)
+
+
+def _load_model(deployment: ModelDeployment) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve_model_source(deployment.model)

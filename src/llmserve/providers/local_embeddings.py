@@ -82,18 +82,25 @@ def load_sentence_transformer(deployment: ModelDeployment) -> LoadedModel:
     try:
         from sentence_transformers import SentenceTransformer
 
-        from llmserve.engine.loader import LoadedModel, pick_device, pick_dtype, resolve_model_source
+        from llmserve.engine.loader import (
+            LOAD_LOCK,
+            LoadedModel,
+            pick_device,
+            pick_dtype,
+            resolve_model_source,
+        )
 
         source = resolve_model_source(model_source(deployment))
     except ImportError as exc:  # reaches the client as a 503 naming the fix
         raise ImportError(f"local embeddings need the embeddings extra ({INSTALL_HINT}): {exc}") from exc
     device = pick_device(deployment.device)
-    model: Any = SentenceTransformer(
-        source,
-        device=str(device),
-        trust_remote_code=deployment.trust_remote_code,
-    )
-    model.to(pick_dtype(deployment.dtype, device))
+    with LOAD_LOCK:  # one from_pretrained at a time per process (see engine.loader.load_model)
+        model: Any = SentenceTransformer(
+            source,
+            device=str(device),
+            trust_remote_code=deployment.trust_remote_code,
+        )
+        model.to(pick_dtype(deployment.dtype, device))
     model.eval()
     return LoadedModel(
         model=model,

@@ -16,6 +16,7 @@ from llmserve.config import ModelDeployment, Settings
 from llmserve.providers.base import ChatInput, Completion, GenerationInput, Provider, Usage
 from llmserve.routing.router import RouteInfo
 from llmserve.services.models import ModelRegistry
+from llmserve.services.pricing import cost_usd
 from llmserve.services.request_context import RequestContext
 
 if TYPE_CHECKING:
@@ -113,6 +114,15 @@ class Accounting:
 
         await self.cache.store(_cache_request(group, request, ctx), CachedAnswer.new(completion, answered_by))
 
+    def billed(self, route: RouteInfo, usage: Usage, cache_status: str) -> tuple[Usage, Decimal]:
+        """The tokens and cost a request is charged: nothing for a cache hit."""
+        if cache_status != "miss":
+            return Usage(0, 0), Decimal(0)
+        deployment = self.registry.deployment_config(route.deployment)
+        if deployment is None:
+            return usage, Decimal(0)
+        return usage, cost_usd(deployment, usage.prompt_tokens, usage.completion_tokens)
+
     async def charge(
         self, ctx: RequestContext, route: RouteInfo, usage: Usage, cache_status: str, latency_ms: float
     ) -> None:
@@ -122,11 +132,7 @@ class Accounting:
         from llmserve.services.usage import UsageRecord
 
         deployment = self.registry.deployment_config(route.deployment)
-        hit = cache_status != "miss"
-        prompt_tokens = 0 if hit else usage.prompt_tokens
-        completion_tokens = 0 if hit else usage.completion_tokens
-        from llmserve.services.pricing import cost_usd
-
+        billed, cost = self.billed(route, usage, cache_status)
         await self.ledger.record(
             UsageRecord(
                 request_id=ctx.request_id,
@@ -134,9 +140,9 @@ class Accounting:
                 model=route.group,
                 deployment=route.deployment,
                 provider=deployment.provider if deployment is not None else "cache",
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                cost_usd=cost_usd(deployment, prompt_tokens, completion_tokens) if deployment else Decimal(0),
+                prompt_tokens=billed.prompt_tokens,
+                completion_tokens=billed.completion_tokens,
+                cost_usd=cost,
                 cache_status=cast("CacheStatus", cache_status),
                 latency_ms=latency_ms,
                 tokens_estimated=usage.estimated,

@@ -13,12 +13,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from llmserve.errors import ConversationNotFound
 from llmserve.providers.base import (
     ChatInput,
     ChatMessage,
+    Choice,
     Completion,
+    Delta,
     GenerationInput,
     GenerationOptions,
     StreamEvent,
@@ -27,10 +31,14 @@ from llmserve.providers.base import (
 )
 from llmserve.routing.router import RouteInfo
 from llmserve.services.accounting import Accounting
+from llmserve.services.admission import Admission, Pass
 from llmserve.services.answers import StreamCollector, replay
 from llmserve.services.conversations import ConversationService, Turn
 from llmserve.services.models import ModelRegistry
 from llmserve.services.request_context import RequestContext
+
+if TYPE_CHECKING:
+    from llmserve.guardrails import OutputMasker
 
 CACHE_DEPLOYMENT = "cache"
 
@@ -47,6 +55,7 @@ class ChatResult:
     started: float  # perf_counter() when the request entered the service
     cache_status: str = "miss"  # hit | semantic-hit | miss
     cache_similarity: float | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. x-ratelimit-*
 
     @property
     def text(self) -> str:
@@ -67,6 +76,8 @@ class ChatStream:
     cache_status: str = "miss"
     cache_similarity: float | None = None
     collected: StreamCollector = field(default_factory=StreamCollector)
+    headers: dict[str, str] = field(default_factory=dict)
+    admitted: Pass | None = None
 
     @property
     def usage(self) -> Usage | None:
@@ -86,6 +97,7 @@ class _Answer:
     route: RouteInfo
     cache_status: str
     similarity: float | None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,6 +106,7 @@ class _Opened:
     route: RouteInfo
     cache_status: str
     similarity: float | None
+    admitted: Pass | None = None
 
 
 class ChatService:
@@ -102,10 +115,12 @@ class ChatService:
         registry: ModelRegistry,
         conversations: ConversationService,
         accounting: Accounting | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.registry = registry
         self.conversations = conversations
         self.accounting = accounting or Accounting(registry)
+        self.admission = admission
 
     async def chat(
         self,
@@ -148,6 +163,7 @@ class ChatService:
             started,
             answer.cache_status,
             answer.similarity,
+            answer.headers,
         )
 
     async def stream_chat(
@@ -181,6 +197,8 @@ class ChatService:
             started,
             opened.cache_status,
             opened.similarity,
+            admitted=opened.admitted,
+            headers=opened.admitted.headers if opened.admitted else {},
         )
         persist = store or conversation_id is not None
         stream.events = self._tracked(stream, group, request, ctx, opened.events, new_turns, persist)
@@ -206,6 +224,7 @@ class ChatService:
             started,
             answer.cache_status,
             answer.similarity,
+            answer.headers,
         )
 
     async def stream_text(
@@ -226,6 +245,8 @@ class ChatService:
             started,
             opened.cache_status,
             opened.similarity,
+            admitted=opened.admitted,
+            headers=opened.admitted.headers if opened.admitted else {},
         )
         stream.events = self._tracked(stream, group, request, ctx, opened.events, [], False)
         return stream
@@ -234,31 +255,58 @@ class ChatService:
         group = self.registry.route_group(model, None, None)
         return group, await self.registry.embed(group, texts)
 
+    async def _admit(self, group: str, request: GenerationInput, ctx: RequestContext) -> Pass | None:
+        if self.admission is None:
+            return None
+        return await self.admission.enter(ctx.principal, ctx.tenant, group, request, ctx.priority)
+
     async def _answer(
         self, group: str, request: GenerationInput, ctx: RequestContext, started: float
     ) -> _Answer:
-        hit = await self.accounting.lookup(group, request, ctx)
-        if hit is not None:
-            route = RouteInfo(group=hit.group, deployment=CACHE_DEPLOYMENT, attempts=0)
-            answer = _Answer(hit.completion, route, hit.kind, hit.similarity)
-        else:
-            completion, route = await self.registry.router.complete(group, request)
-            answer = _Answer(completion, route, "miss", None)
-            await self.accounting.remember(group, request, ctx, completion, route.group)
+        admitted = await self._admit(group, request, ctx)
+        if admitted is not None:
+            request = admitted.request
+        try:
+            hit = await self.accounting.lookup(group, request, ctx)
+            if hit is not None:
+                route = RouteInfo(group=hit.group, deployment=CACHE_DEPLOYMENT, attempts=0)
+                answer = _Answer(hit.completion, route, hit.kind, hit.similarity)
+            else:
+                completion, route = await self.registry.router.complete(group, request)
+                answer = _Answer(completion, route, "miss", None)
+        except BaseException:
+            if admitted is not None:
+                await admitted.settle(None, Decimal(0))
+            raise
+        usage = answer.completion.usage
+        if admitted is not None:
+            billed, cost = self.accounting.billed(answer.route, usage, answer.cache_status)
+            await admitted.settle(billed, cost)
+            answer.headers = admitted.headers
+        if answer.cache_status == "miss":
+            await self.accounting.remember(group, request, ctx, answer.completion, answer.route.group)
         latency_ms = (time.perf_counter() - started) * 1000
-        await self.accounting.charge(
-            ctx, answer.route, answer.completion.usage, answer.cache_status, latency_ms
-        )
+        await self.accounting.charge(ctx, answer.route, usage, answer.cache_status, latency_ms)
+        if admitted is not None:  # output guardrails: what leaves llmserve is masked
+            answer.completion = _masked(answer.completion, admitted)
         return answer
 
     async def _open(self, group: str, request: GenerationInput, ctx: RequestContext) -> _Opened:
-        hit = await self.accounting.lookup(group, request, ctx)
-        if hit is not None:
-            route = RouteInfo(group=hit.group, deployment=CACHE_DEPLOYMENT, attempts=0)
-            return _Opened(replay(hit.completion), route, hit.kind, hit.similarity)
-        # The router hands the stream back once its first event is in hand: failover happens before.
-        events, route = await self.registry.router.stream(group, request)
-        return _Opened(events, route, "miss", None)
+        admitted = await self._admit(group, request, ctx)
+        if admitted is not None:
+            request = admitted.request
+        try:
+            hit = await self.accounting.lookup(group, request, ctx)
+            if hit is not None:
+                route = RouteInfo(group=hit.group, deployment=CACHE_DEPLOYMENT, attempts=0)
+                return _Opened(replay(hit.completion), route, hit.kind, hit.similarity, admitted)
+            # The router hands the stream back once its first event is in hand: failover happens before.
+            events, route = await self.registry.router.stream(group, request)
+        except BaseException:
+            if admitted is not None:
+                await admitted.settle(None, Decimal(0))
+            raise
+        return _Opened(events, route, "miss", None, admitted)
 
     async def _context(
         self,
@@ -294,15 +342,25 @@ class ChatService:
         new_messages: Sequence[ChatMessage],
         persist: bool,
     ) -> AsyncIterator[StreamEvent]:
+        admitted = stream.admitted
+        if admitted is not None:
+            request = admitted.request
+        maskers = _Maskers(admitted)
         try:
             async for event in events:
                 stream.collected.feed(event)
-                yield event
+                yield maskers.apply(event)
         finally:
             # At once, not at garbage collection: this is how a client's disconnect reaches the upstream.
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 await aclose()
+            if admitted is not None:
+                usage = stream.collected.usage
+                if usage is None:
+                    await admitted.settle(None, Decimal(0))
+                else:
+                    await admitted.settle(*self.accounting.billed(stream.route, usage, stream.cache_status))
         # Only a stream that ran to its end is stored; a client that left gets nothing half-written.
         usage = stream.collected.usage
         if usage is None:
@@ -316,7 +374,7 @@ class ChatService:
             await self._record(
                 stream.conversation_id,
                 new_messages,
-                stream.collected.text(0),
+                maskers.masked_text(stream.collected.text(0)),
                 stream.model,
                 usage,
                 stream.message_id,
@@ -341,3 +399,37 @@ class ChatService:
             reply_id=message_id,
         )
         return conversation_id
+
+
+def _masked(completion: Completion, admitted: Pass) -> Completion:
+    if admitted.guardrails is None or not admitted.guardrails.masks_output:
+        return completion
+    choices = [
+        Choice(c.index, admitted.mask(c.text), c.finish_reason, c.tool_calls) for c in completion.choices
+    ]
+    return Completion(choices=choices, usage=completion.usage)
+
+
+class _Maskers:
+    """Output guardrails on a stream: one masker per choice, holding back what could still be PII."""
+
+    def __init__(self, admitted: Pass | None) -> None:
+        self._admitted = admitted
+        self._by_choice: dict[int, OutputMasker] = {}
+
+    def apply(self, event: StreamEvent) -> StreamEvent:
+        if self._admitted is None or not isinstance(event, Delta):
+            return event
+        masker = self._by_choice.get(event.index)
+        if masker is None:
+            masker = self._admitted.output_masker()
+            if masker is None:
+                return event
+            self._by_choice[event.index] = masker
+        text = masker.feed(event.text)
+        if event.finish_reason is not None:
+            text += masker.flush()
+        return Delta(event.index, text, event.finish_reason, event.tool_calls)
+
+    def masked_text(self, text: str) -> str:
+        return text if self._admitted is None else self._admitted.mask(text)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from llmserve.services.principal import ANONYMOUS_PRINCIPAL, Principal
 
 ANONYMOUS = "anonymous"
 
@@ -25,3 +27,5 @@ class RequestContext:
     cache_namespace: str | None = None
     cache_opt_in: bool = False
     received_at: float | None = None  # perf_counter() when the HTTP request arrived
+    principal: Principal = field(default_factory=lambda: ANONYMOUS_PRINCIPAL)
+    priority: int | None = None  # the body's priority (lower first); None: the key's default

@@ -14,6 +14,7 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -122,6 +123,11 @@ class UsageLedger:
             return await UsageRepository(session).report(
                 start=start, end=end, api_key=api_key, model=model, group_by=group_by
             )
+
+    async def spent(self, api_key: str, since: datetime) -> Decimal:
+        """What ``api_key`` has spent since ``since`` (budgets seed their period counter from this)."""
+        rows = await self.report(start=since, api_key=api_key, group_by="model")
+        return sum((row.cost_usd for row in rows), Decimal(0))
 
     async def close(self) -> None:
         """Stop the writer and write what is still pending, giving up after ``close_timeout_s``."""

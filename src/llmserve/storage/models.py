@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     DateTime,
@@ -40,6 +41,9 @@ MESSAGE_ID_LENGTH = 32
 REQUEST_ID_LENGTH = 128
 NAME_LENGTH = 255
 PROVIDER_LENGTH = 64
+KEY_ID_LENGTH = 32
+KEY_HASH_LENGTH = 64  # sha256, hex
+KEY_PREFIX_LENGTH = 16
 
 
 def utcnow() -> datetime:
@@ -172,3 +176,35 @@ class UsageLedgerRow(Base):
 
     def __repr__(self) -> str:
         return f"UsageLedgerRow(id={self.id!r}, model={self.model!r}, cost_usd={self.cost_usd!r})"
+
+
+class ApiKeyRow(Base):
+    """An API key. Only the sha256 of the secret is stored; ``key_prefix`` lets people tell keys apart.
+
+    Limits left NULL fall back to ``limits.per_key``; ``models`` NULL means every model group.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(KEY_ID_LENGTH), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(KEY_HASH_LENGTH), unique=True, index=True)
+    key_prefix: Mapped[str] = mapped_column(String(KEY_PREFIX_LENGTH))
+    name: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    role: Mapped[str] = mapped_column(String(16))
+    models: Mapped[list[str] | None] = mapped_column(JSON)
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tpm: Mapped[int | None] = mapped_column(Integer)
+    max_parallel: Mapped[int | None] = mapped_column(Integer)
+    max_budget_usd: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    budget_period: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int | None] = mapped_column(Integer)
+    guardrails: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # ``metadata`` is taken by the declarative base; the column keeps the plain name.
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:  # never the hash
+        return f"ApiKeyRow(id={self.id!r}, name={self.name!r}, role={self.role!r})"

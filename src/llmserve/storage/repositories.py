@@ -1,4 +1,7 @@
-"""Data access for conversations and usage. Repositories never commit: the service owns the transaction."""
+"""Data access for conversations, usage and API keys.
+
+Repositories never commit: the service owns the transaction.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from llmserve.storage.models import (
     NAME_LENGTH,
     PROVIDER_LENGTH,
     REQUEST_ID_LENGTH,
+    ApiKeyRow,
     Base,
     ConversationRow,
     MessageRow,
@@ -253,3 +257,67 @@ class UsageRepository:
             )
             for found in result
         ]
+
+
+# What ApiKeyRepository.update may change: never the id, the hash or the timestamps it keeps itself.
+API_KEY_MUTABLE_FIELDS = frozenset(
+    {
+        "name",
+        "role",
+        "models",
+        "rpm",
+        "tpm",
+        "max_parallel",
+        "max_budget_usd",
+        "budget_period",
+        "priority",
+        "guardrails",
+        "metadata",
+        "expires_at",
+    }
+)
+
+
+class ApiKeyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, row: ApiKeyRow) -> ApiKeyRow:
+        self._session.add(row)
+        await self._session.flush()
+        return row
+
+    async def get(self, key_id: str) -> ApiKeyRow | None:
+        return await self._session.get(ApiKeyRow, key_id)
+
+    async def by_hash(self, key_hash: str) -> ApiKeyRow | None:
+        return await self._session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == key_hash))
+
+    async def list_all(self) -> list[ApiKeyRow]:
+        """Every key, revoked ones included, oldest first."""
+        result = await self._session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.id))
+        return list(result)
+
+    async def update(self, key_id: str, changes: dict[str, Any]) -> ApiKeyRow | None:
+        """Apply ``changes`` (field → value; ``metadata`` is the row's ``metadata_``); None if no such key."""
+        unknown = set(changes) - API_KEY_MUTABLE_FIELDS
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        row = await self.get(key_id)
+        if row is None:
+            return None
+        for name, value in changes.items():
+            setattr(row, "metadata_" if name == "metadata" else name, value)
+        row.updated_at = utcnow()
+        await self._session.flush()
+        return row
+
+    async def revoke(self, key_id: str) -> ApiKeyRow | None:
+        """Mark the key revoked (keeping the first revocation time if it already was); None if no such key."""
+        row = await self.get(key_id)
+        if row is None:
+            return None
+        if row.revoked_at is None:
+            row.revoked_at = row.updated_at = utcnow()
+            await self._session.flush()
+        return row

@@ -16,6 +16,8 @@ from sqlalchemy.engine import Connection
 from llmserve.storage.db import Database, alembic_config
 from llmserve.storage.models import Base
 
+ALL_TABLES = {"alembic_version", "api_keys", "conversations", "messages", "usage_ledger"}
+
 
 def _head() -> str:
     head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
@@ -38,7 +40,7 @@ async def test_upgrade_creates_schema_on_empty_database(database_url: str) -> No
     try:
         assert await _tables(db) == set()
         await db.upgrade()
-        assert await _tables(db) == {"alembic_version", "conversations", "messages", "usage_ledger"}
+        assert await _tables(db) == ALL_TABLES
         assert await _current_revision(db) == _head()
     finally:
         await db.dispose()
@@ -97,4 +99,4 @@ async def test_downgrade_to_base_and_back(database: Database) -> None:
     await asyncio.to_thread(command.downgrade, alembic_config(database.url), "base")
     assert await _tables(database) == {"alembic_version"}
     await database.upgrade()
-    assert await _tables(database) == {"alembic_version", "conversations", "messages", "usage_ledger"}
+    assert await _tables(database) == ALL_TABLES

@@ -56,7 +56,7 @@ async def create_chat_completion(
         "conversation_id": body.conversation_id,
         "inline_history": history,
         "requirements": body.requirements,
-        "ctx": convert.request_context(request, body.cache),
+        "ctx": convert.request_context(request, body.cache, body.priority),
     }
     if body.stream:
         stream = await chat.stream_chat(messages, options, **kwargs)  # type: ignore[arg-type]

@@ -102,7 +102,7 @@ async def simple_chat(
     messages = [ChatMessage("user", body.message)]
     # The seed's /chat is the cached integration path (its answer says "cached"): it opts in to the
     # cache like a body with a ``cache`` object, whatever the sampling temperature.
-    ctx = dataclasses.replace(convert.request_context(request), cache_opt_in=True)
+    ctx = dataclasses.replace(convert.request_context(request, priority=body.priority), cache_opt_in=True)
     if body.stream:
         stream = await chat.stream_chat(messages, GenerationOptions(), model=body.model, ctx=ctx)
         return sse_response(seed_text_sse(stream, incremental=True), stream_headers(stream))

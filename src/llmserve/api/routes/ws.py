@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
@@ -54,6 +56,8 @@ async def _answer(websocket: WebSocket, chat: ChatService, body: SeedChatRequest
             conversation_id=body.conversation_id,
             store=True,
             inline_history=convert.turns(body.history),
+            # The caller's key, as authenticate() stored it; timing starts at this message, not at connect.
+            ctx=dataclasses.replace(convert.request_context(websocket), received_at=None),
         )
         parts: list[str] = []
         async for event in stream.events:

@@ -1,0 +1,161 @@
+"""Admission: what a request must pass before it reaches a provider, and what it gives back after.
+
+Order: model permission → input guardrails → rate limits (RPM, TPM reserved from an estimate,
+parallel) → budget (the estimated cost reserved) → the group's admission queue. After the call the
+TPM and budget reservations are settled with the real counts, and every slot is released — also
+when the call fails or the client leaves. Each step is a no-op when its feature is off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from llmserve.config import LimitRule, Settings
+from llmserve.providers.base import ChatInput, GenerationInput, TextInput, Usage
+from llmserve.services.keys import ensure_model_allowed
+from llmserve.services.models import ModelRegistry
+from llmserve.services.pricing import cost_usd
+from llmserve.services.principal import Principal
+
+if TYPE_CHECKING:
+    from llmserve.guardrails import Guardrails, OutputMasker
+    from llmserve.limits.budget import BudgetGuard, BudgetReservation
+    from llmserve.limits.leases import Lease
+    from llmserve.limits.queue import AdmissionQueue, Ticket
+    from llmserve.limits.ratelimit import RateLimiter
+
+
+@dataclass
+class Pass:
+    """A request's admission: slots and reservations to settle and release exactly once."""
+
+    request: GenerationInput  # after input guardrails (PII masked)
+    headers: dict[str, str] = field(default_factory=dict)  # x-ratelimit-* for the response
+    lease: Lease | None = None
+    reservation: BudgetReservation | None = None
+    ticket: Ticket | None = None
+    guardrails: Guardrails | None = None
+    _done: bool = False
+
+    def output_masker(self) -> OutputMasker | None:
+        if self.guardrails is None or not self.guardrails.masks_output:
+            return None
+        return self.guardrails.output_masker()
+
+    def mask(self, text: str) -> str:
+        return text if self.guardrails is None else self.guardrails.mask_output(text)
+
+    async def settle(self, usage: Usage | None, cost: Decimal) -> None:
+        """The real counts (None: the call failed); then every slot is released."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            if self.lease is not None:
+                if usage is not None:
+                    await self.lease.settle(usage.prompt_tokens + usage.completion_tokens)
+                await self.lease.release()
+            if self.reservation is not None:
+                if usage is not None:
+                    await self.reservation.settle(cost)
+                else:
+                    await self.reservation.release()
+        finally:
+            if self.ticket is not None:
+                self.ticket.release()
+
+
+class Admission:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ModelRegistry,
+        *,
+        guardrails: Guardrails | None = None,
+        limiter: RateLimiter | None = None,
+        budgets: BudgetGuard | None = None,
+        queue: AdmissionQueue | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.guardrails = guardrails
+        self.limiter = limiter
+        self.budgets = budgets
+        self.queue = queue
+
+    async def enter(
+        self, principal: Principal, tenant: str, group: str, request: GenerationInput, priority: int | None
+    ) -> Pass:
+        """``tenant`` scopes the per-key limits: the key id, or with auth off a digest of the token."""
+        ensure_model_allowed(principal, group)
+        admitted = Pass(request)
+        if self.guardrails is not None:
+            guard = self.guardrails.for_principal(principal.guardrails)
+            admitted.guardrails = guard
+            admitted.request = _checked(guard, request)
+        try:
+            estimate = 0  # counted only when a limit or a budget needs it
+            budgeted = self.budgets is not None and principal.max_budget_usd is not None
+            if self.limiter is not None:
+                from llmserve.limits.leases import LimitSubject
+
+                # A key's own limits (merged over limits.per_key); without auth, per_key per token.
+                key_rule = principal.limits if principal.key_id else self.settings.limits.per_key
+                subjects = [LimitSubject(f"key:{tenant}", key_rule)]
+                model_rule = self.settings.limits.per_model.get(group)
+                if model_rule is not None:
+                    subjects.append(LimitSubject(f"model:{group}", model_rule))
+                if any(_limited(s.rule) for s in subjects):
+                    if any(s.rule.tpm is not None for s in subjects) or budgeted:
+                        estimate = await self._estimate_tokens(group, admitted.request)
+                    admitted.lease = await self.limiter.acquire(subjects, estimate)
+                    admitted.headers.update(admitted.lease.headers)
+            if self.budgets is not None and budgeted:
+                estimate = estimate or await self._estimate_tokens(group, admitted.request)
+                admitted.reservation = await self.budgets.reserve(
+                    principal, self._estimated_cost(group, estimate)
+                )
+            if self.queue is not None:
+                admitted.ticket = await self.queue.acquire(
+                    group, priority if priority is not None else principal.priority, tenant
+                )
+        except BaseException:
+            await admitted.settle(None, Decimal(0))
+            raise
+        return admitted
+
+    async def close(self) -> None:
+        for part in (self.limiter, self.budgets):
+            close = getattr(part, "close", None)
+            if close is not None:
+                await close()
+
+    async def _estimate_tokens(self, group: str, request: GenerationInput) -> int:
+        """Prompt tokens (the first deployment's count) plus the completion budget asked for."""
+        deployments = self.registry.router.deployments(group)
+        first = deployments[0]
+        prompt = await first.provider.count_tokens(request)
+        completion = request.options.max_tokens or first.config.default_max_tokens
+        return prompt + completion * max(1, request.options.n)
+
+    def _estimated_cost(self, group: str, tokens: int) -> Decimal:
+        # An upper bound priced at the dearer of the two rates, so a reservation never under-counts.
+        deployments = self.registry.router.deployments(group)
+        return max(
+            (max(cost_usd(d.config, tokens, 0), cost_usd(d.config, 0, tokens)) for d in deployments),
+            default=Decimal(0),
+        )
+
+
+def _limited(rule: LimitRule) -> bool:
+    return any(value is not None for value in (rule.rpm, rule.tpm, rule.max_parallel))
+
+
+def _checked(guard: Guardrails, request: GenerationInput) -> GenerationInput:
+    if isinstance(request, ChatInput):
+        verdict = guard.check_input(request.messages)
+        return ChatInput(tuple(verdict.messages), request.options)
+    assert isinstance(request, TextInput)
+    return TextInput(guard.check_text(request.prompt), request.options)
