@@ -76,17 +76,15 @@ class MemoryStore:
 
 
 def connect_redis(url: str, *, timeout: float = REDIS_TIMEOUT_S) -> Redis:
-    """A client that fails fast: redis-py's default retries a refused connection 10 times with backoff."""
-    try:
-        from redis.asyncio import Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError("a Redis cache needs redis-py: pip install 'llmserve[redis]'") from exc
-    # One immediate retry covers a pooled connection that the server closed (restart, idle timeout).
-    return Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1)
-    )
+    """A client that fails fast and waits for a pooled connection under bursts.
+
+    redis-py's default retries a refused connection 10 times with backoff, and its default pool fails
+    the 101st concurrent command at once (MaxConnectionsError); the blocking pool shared with the
+    limiter waits for a free connection instead.
+    """
+    from llmserve.limits.redis_client import connect_limits_redis
+
+    return connect_limits_redis(url, timeout=timeout)
 
 
 class RedisStore:

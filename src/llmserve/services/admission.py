@@ -53,10 +53,9 @@ class Pass:
             return
         self._done = True
         try:
-            if self.lease is not None:
-                if usage is not None:
-                    await self.lease.settle(usage.prompt_tokens + usage.completion_tokens)
-                await self.lease.release()
+            if self.lease is not None:  # settle and release in one round trip
+                tokens = None if usage is None else usage.prompt_tokens + usage.completion_tokens
+                await self.lease.finish(tokens)
             if self.reservation is not None:
                 if usage is not None:
                     await self.reservation.settle(cost)
