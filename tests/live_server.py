@@ -82,7 +82,9 @@ def start_server(data_dir: Path, *, extra_env: Mapping[str, str] | None = None) 
     server = LiveServer(f"http://{HOST}:{port}", data_dir, log_path, process)
     try:
         _wait_ready(server)
-        with httpx.Client(base_url=server.url, timeout=10) as client:
+        master = (extra_env or {}).get("LLMSERVE_MASTER_KEY")
+        auth = {"authorization": f"Bearer {master}"} if master else {}
+        with httpx.Client(base_url=server.url, timeout=10, headers=auth) as client:
             server.model = client.get("/v1/models").json()["data"][0]["id"]
     except BaseException:
         server.stop()

@@ -22,18 +22,20 @@ from llmserve.services.principal import ANONYMOUS_PRINCIPAL, Principal
 # RFC 9110: a 401 says which scheme would work.
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="llmserve"'}
 WEBSOCKET_KEY_PARAM = "api_key"
+QUERY_KEY_PATHS = frozenset({"/chat/stream"})  # GET, for EventSource
 
 
 def presented_key(connection: HTTPConnection) -> str | None:
-    """The key the client sent: Bearer token, then x-api-key, then (WebSocket only) ?api_key=."""
+    """The key the client sent: Bearer token, then x-api-key, then (WebSocket, EventSource) ?api_key=."""
     authorization = connection.headers.get("authorization", "")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
     if api_key := connection.headers.get("x-api-key", "").strip():
         return api_key
-    if connection.scope["type"] == "websocket":
-        # Query strings end up in access logs; only WebSockets, which have no other way, may use one.
+    if connection.scope["type"] == "websocket" or connection.url.path in QUERY_KEY_PATHS:
+        # Only for clients that cannot send headers: WebSockets and a browser EventSource (GET
+        # /chat/stream). Query strings reach access logs, so logging redacts ?api_key= values.
         return connection.query_params.get(WEBSOCKET_KEY_PARAM) or None
     return None
 

@@ -115,6 +115,7 @@ def route_headers(answer: ChatResult | ChatStream) -> dict[str, str]:
     }
     if answer.cache_similarity is not None:
         headers["x-llmserve-cache-similarity"] = f"{answer.cache_similarity:.4f}"
+    headers.update(answer.headers)  # x-ratelimit-* when the caller has limits
     return headers
 
 

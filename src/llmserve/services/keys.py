@@ -358,6 +358,12 @@ class KeyService:
             raise InvalidRequest(
                 f"Invalid guardrails.{where}: {first['msg']}", param=f"guardrails.{where}"
             ) from exc
+        from llmserve.guardrails import validate_overrides
+
+        try:  # unsafe or invalid blocked patterns are refused now, not at the key's first request
+            validate_overrides(value)
+        except ValueError as exc:
+            raise InvalidRequest(f"Invalid guardrails: {exc}", param="guardrails") from exc
         as_json = merged.model_dump(mode="json")
         return {name: as_json[name] for name in value}
 
