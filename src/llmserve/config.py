@@ -238,6 +238,23 @@ class AuthSettings(_Strict):
     )
 
 
+class TracingSettings(_Strict):
+    enabled: bool | None = Field(
+        None, description="None: on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER is set"
+    )
+    service_name: str = "llmserve"
+    exporter: Literal["otlp", "console", "none"] = "otlp"
+    endpoint: str | None = Field(None, description="OTLP/HTTP endpoint; default: OTEL_* variables")
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+
+
+class ObservabilitySettings(_Strict):
+    metrics: bool = Field(True, description="Serve Prometheus metrics at GET /metrics")
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line")
+    log_payloads: bool = Field(False, description="Log prompt and answer text (PII masked)")
+
+
 class ServerSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
@@ -286,6 +303,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     models: list[ModelDeployment] = Field(default_factory=_bundled_models, min_length=1)
     default_model: str | None = Field(None, description="Group answering requests without 'model'")
 
