@@ -23,6 +23,7 @@ from llmserve.services.accounting import Accounting
 from llmserve.services.admission import Admission
 from llmserve.services.chat import ChatService
 from llmserve.services.conversations import ConversationService
+from llmserve.services.health import DependencyChecks
 from llmserve.services.keys import KeyService
 from llmserve.services.models import ModelRegistry
 from llmserve.services.usage import UsageLedger
@@ -62,6 +63,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         accounting = Accounting.build(settings, registry, usage)
         admission = _build_admission(settings, registry, usage)
         closers.append(admission.close)
+        redis_url = settings.limits.redis_url or settings.cache.redis_url or settings.redis_url
+        health = DependencyChecks(database, redis_url)
+        closers.append(health.close)
         app.state.services = Services(
             settings=settings,
             database=database,
@@ -70,6 +74,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             chat=ChatService(registry, conversations, accounting, admission),
             usage=usage,
             keys=KeyService(database, settings),
+            health=health,
         )
         if settings.engine.preload:
             for manager in registry.managers:

@@ -64,3 +64,30 @@ def test_history_survives_an_app_restart(tmp_path: Path) -> None:
     with TestClient(create_app(settings)) as second:
         stored = second.get("/chat/get/messages/", params={"conversation_id": body["conversation_id"]}).json()
     assert [m["content"] for m in stored["messages"]] == ["hello", body["response"]]
+
+
+def test_ready_reports_dependencies_and_refuses_while_redis_is_down(tmp_path: Path) -> None:
+    # A port nothing listens on: the configured Redis is down, so the replica is not ready.
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    settings = load_settings(data_dir=tmp_path, redis_url=f"redis://127.0.0.1:{dead_port}/0")
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 60
+        while (response := client.get("/ready")).json().get("error", {}).get("code") == "model_loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "dependency_unavailable"
+        assert response.json()["dependencies"] == {"database": "ok", "redis": "down"}
+        assert client.get("/health").json() == {"status": "ok"}  # liveness is unaffected
+
+
+def test_ready_lists_its_dependencies(client: TestClient) -> None:
+    deadline = time.monotonic() + 60
+    while (response := client.get("/ready")).status_code == 503:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert response.json()["dependencies"] == {"database": "ok", "redis": "not_configured"}

@@ -11,6 +11,7 @@ from llmserve.config import Settings
 from llmserve.errors import NotFound
 from llmserve.services.chat import ChatService
 from llmserve.services.conversations import ConversationService
+from llmserve.services.health import DependencyChecks
 from llmserve.services.keys import KeyService
 from llmserve.services.models import ModelRegistry
 from llmserve.services.usage import UsageLedger
@@ -26,6 +27,7 @@ class Services:
     chat: ChatService
     usage: UsageLedger | None = None
     keys: KeyService | None = None
+    health: DependencyChecks | None = None
 
 
 def _services(request: Request) -> Services:
