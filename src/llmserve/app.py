@@ -17,7 +17,10 @@ from llmserve.api.deps import Services
 from llmserve.api.errors import install_error_handlers
 from llmserve.api.middleware import BodySizeLimitMiddleware, JsonBodyMiddleware, RequestIdMiddleware
 from llmserve.api.routes import admin, health, keys, openai, seed, tokens, ws
+from llmserve.api.routes import metrics as metrics_routes
 from llmserve.config import Settings
+from llmserve.observability.metrics import Metrics, StateSnapshot
+from llmserve.observability.metrics_middleware import MetricsMiddleware
 from llmserve.providers.http import UpstreamHTTP
 from llmserve.services.accounting import Accounting
 from llmserve.services.admission import Admission
@@ -25,12 +28,13 @@ from llmserve.services.chat import ChatService
 from llmserve.services.conversations import ConversationService
 from llmserve.services.health import DependencyChecks
 from llmserve.services.keys import KeyService
-from llmserve.services.models import ModelRegistry
+from llmserve.services.models import LocallyManaged, ModelRegistry
 from llmserve.services.usage import UsageLedger
 from llmserve.storage.db import Database
 
 if TYPE_CHECKING:
     from llmserve.engine.manager import ModelManager
+    from llmserve.limits.queue import AdmissionQueue
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +54,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = Database(settings.effective_database_url)
     upstream_http = UpstreamHTTP()
-    registry = ModelRegistry.from_settings(settings, upstream_http)
+    metrics: Metrics | None = app.state.metrics
+    registry = ModelRegistry.from_settings(settings, upstream_http, metrics=metrics)
     idle_task: asyncio.Task[None] | None = None
     usage: UsageLedger | None = None
     accounting: Accounting | None = None
@@ -60,8 +65,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         conversations = ConversationService(database)
         usage = UsageLedger(database, settings.usage)
         usage.start()
-        accounting = Accounting.build(settings, registry, usage)
-        admission = _build_admission(settings, registry, usage)
+        accounting = Accounting.build(settings, registry, usage, metrics=metrics)
+        admission = _build_admission(settings, registry, usage, metrics)
         closers.append(admission.close)
         redis_url = settings.limits.redis_url or settings.cache.redis_url or settings.redis_url
         health = DependencyChecks(database, redis_url)
@@ -71,11 +76,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             database=database,
             registry=registry,
             conversations=conversations,
-            chat=ChatService(registry, conversations, accounting, admission),
+            chat=ChatService(registry, conversations, accounting, admission, metrics=metrics),
             usage=usage,
             keys=KeyService(database, settings),
             health=health,
+            metrics=metrics,
         )
+        if metrics is not None:
+            metrics.set_state_source(_metrics_state(registry, admission.queue))
         if settings.engine.preload:
             for manager in registry.managers:
                 manager.start_loading()
@@ -102,7 +110,29 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await database.dispose()
 
 
-def _build_admission(settings: Settings, registry: ModelRegistry, usage: UsageLedger) -> Admission:
+def _metrics_state(registry: ModelRegistry, queue: AdmissionQueue | None) -> Callable[[], StateSnapshot]:
+    """What the state gauges show at a scrape: admission queues, breakers, loaded local models."""
+
+    def snapshot() -> StateSnapshot:
+        groups = queue.snapshot() if queue is not None else {}
+        router = registry.router
+        return StateSnapshot(
+            queue_length={name: group["queued"] for name, group in groups.items()},
+            running={name: group["running"] for name, group in groups.items()},
+            deployment_states={d.id: d.breaker.state for g in router.groups() for d in router.deployments(g)},
+            model_loaded={
+                group.name: any(p.manager.state == "ready" for p in local)
+                for group in registry.groups()
+                if (local := [p for p in group.providers if isinstance(p, LocallyManaged)])
+            },
+        )
+
+    return snapshot
+
+
+def _build_admission(
+    settings: Settings, registry: ModelRegistry, usage: UsageLedger, metrics: Metrics | None = None
+) -> Admission:
     """Guardrails, rate limits, budgets and the admission queue; each only when configured."""
     from llmserve.guardrails import Guardrails
     from llmserve.limits.budget import build_budget_guard
@@ -116,6 +146,7 @@ def _build_admission(settings: Settings, registry: ModelRegistry, usage: UsageLe
         limiter=build_limiter(settings),
         budgets=build_budget_guard(settings, usage.spent),
         queue=AdmissionQueue(settings.queue),
+        metrics=metrics,
     )
 
 
@@ -127,12 +158,15 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings
+    # Built here, not in the lifespan: the middleware below needs it; the lifespan hands it to Services.
+    app.state.metrics = Metrics.from_settings(settings) if settings.observability.metrics else None
     install_error_handlers(app)
     # Every API route checks the caller's key (when auth is on); /admin needs an admin key;
     # /health and /ready stay open for load balancers and orchestrators.
     for router in (openai.router, tokens.router, seed.router, seed.simple_router, ws.router):
         app.include_router(router, dependencies=[Depends(authenticate)])
     app.include_router(health.router)
+    app.include_router(metrics_routes.router)  # open, like /health: scrapers carry no key
     for router in (admin.router, keys.router):
         app.include_router(router, dependencies=[Depends(require_admin)])
     if settings.server.cors_origins:
@@ -144,5 +178,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
     app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.server.max_body_bytes)
+    if app.state.metrics is not None:  # outside the size limit: its 413s are counted too
+        app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
 import os
+import shutil
 import sys
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -118,9 +121,36 @@ def serve(
     }
     if settings.server.workers > 1:
         os.environ[_WORKER_INPUTS_ENV] = json.dumps(inputs)
-        uvicorn.run("llmserve.cli:worker_app", factory=True, workers=settings.server.workers, **common)
+        with _shared_metrics_dir(settings.observability.metrics):
+            uvicorn.run("llmserve.cli:worker_app", factory=True, workers=settings.server.workers, **common)
     else:
         uvicorn.run(create_app(settings), **common)
+
+
+@contextlib.contextmanager
+def _shared_metrics_dir(enabled: bool) -> Iterator[None]:
+    """Workers record their metrics in one fresh directory, so /metrics on any of them sums them all
+    (prometheus-client's multiprocess mode). Set before the workers start: prometheus_client picks its
+    value store when first imported. A PROMETHEUS_MULTIPROC_DIR already set says where the directory
+    goes (a tmpfs, say); it is always a new one, so files of an earlier run never count."""
+    if not enabled:
+        yield
+        return
+    from llmserve.observability.metrics import MULTIPROC_DIR_ENV
+
+    parent = os.environ.get(MULTIPROC_DIR_ENV) or None
+    if parent is not None:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    path = tempfile.mkdtemp(prefix="llmserve-metrics-", dir=parent)
+    os.environ[MULTIPROC_DIR_ENV] = path
+    try:
+        yield
+    finally:
+        if parent is None:
+            os.environ.pop(MULTIPROC_DIR_ENV, None)
+        else:
+            os.environ[MULTIPROC_DIR_ENV] = parent
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _is_loopback(host: str) -> bool:

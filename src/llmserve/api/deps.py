@@ -9,6 +9,7 @@ from fastapi import Depends, Request, WebSocket
 
 from llmserve.config import Settings
 from llmserve.errors import NotFound
+from llmserve.observability.metrics import Metrics
 from llmserve.services.chat import ChatService
 from llmserve.services.conversations import ConversationService
 from llmserve.services.health import DependencyChecks
@@ -28,6 +29,7 @@ class Services:
     usage: UsageLedger | None = None
     keys: KeyService | None = None
     health: DependencyChecks | None = None
+    metrics: Metrics | None = None  # None: observability.metrics is off
 
 
 def _services(request: Request) -> Services:

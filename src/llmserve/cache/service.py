@@ -22,6 +22,7 @@ from llmserve.cache.stores import CacheStore, MemoryStore, RedisStore
 from llmserve.config import CacheSettings, Settings
 
 if TYPE_CHECKING:
+    from llmserve.observability.metrics import Metrics
     from llmserve.providers.base import Completion
 
 __all__ = ["CacheHit", "CacheRequest", "CachedAnswer", "ResponseCache", "build_cache"]
@@ -45,8 +46,10 @@ class ResponseCache:
         *,
         multilingual_embedder: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self._metrics = metrics
         self._store = store
         self._semantic = semantic if settings.semantic.enabled and embedder is not None else None
         self._embedder = embedder
@@ -61,8 +64,11 @@ class ResponseCache:
             return None
         key = exact_key(req)
         try:
-            if self.settings.exact.enabled and (answer := await self._read(key)) is not None:
-                return CacheHit(answer, "hit")
+            if self.settings.exact.enabled:
+                answer = await self._read(key)
+                self._count("exact", answer is not None)
+                if answer is not None:
+                    return CacheHit(answer, "hit")
             return await self._semantic_lookup(req, key)
         except Exception as exc:  # a cache failure is a miss, never a failed request
             self._fail("lookup", exc)
@@ -123,9 +129,15 @@ class ResponseCache:
         while len(self._pending) > MAX_PENDING_VECTORS:
             self._pending.popitem(last=False)
         match = await self._semantic.lookup(self._scope(req), vector, functools.partial(same_question, text))
-        if match is None or (answer := await self._read(match.entry_id)) is None:
+        answer = None if match is None else await self._read(match.entry_id)
+        self._count("semantic", answer is not None)
+        if match is None or answer is None:
             return None
         return CacheHit(answer, "semantic-hit", match.similarity)
+
+    def _count(self, cache_type: str, hit: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.cache_result(cache_type, hit)
 
     def _semantic_text(self, req: CacheRequest) -> str:
         text = semantic_text(req)
@@ -171,7 +183,9 @@ def _replayable(completion: Completion) -> bool:
     )
 
 
-def build_cache(settings: Settings, embedder: Embedder | None) -> ResponseCache | None:
+def build_cache(
+    settings: Settings, embedder: Embedder | None, *, metrics: Metrics | None = None
+) -> ResponseCache | None:
     """The cache ``settings`` ask for: None when off, Redis-backed when a Redis URL is set."""
     config = settings.cache
     if not (config.exact.enabled or config.semantic.enabled):
@@ -206,4 +220,4 @@ def build_cache(settings: Settings, embedder: Embedder | None) -> ResponseCache 
             from llmserve.cache.semantic import SemanticIndex
 
             semantic = SemanticIndex(config.semantic.threshold, config.semantic.max_entries)
-    return ResponseCache(config, store, semantic, embedder)
+    return ResponseCache(config, store, semantic, embedder, metrics=metrics)

@@ -19,6 +19,7 @@ import aiohttp
 import orjson
 
 from llmserve.errors import ContextLengthExceeded, InvalidRequest, UpstreamError
+from llmserve.observability.tracing import inject_trace_context
 
 # Statuses where another try may succeed; any other 4xx is the request's fault and is never retried.
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
@@ -86,7 +87,7 @@ class UpstreamHTTP:
                 self._client().post(
                     url,
                     data=orjson.dumps(payload),
-                    headers={**headers, "content-type": "application/json"},
+                    headers=inject_trace_context({**headers, "content-type": "application/json"}),
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
                     allow_redirects=False,
                 ) as response,
@@ -125,7 +126,9 @@ class UpstreamHTTP:
                 response = await self._client().post(
                     url,
                     data=orjson.dumps(payload),
-                    headers={**headers, "content-type": "application/json", "accept": "text/event-stream"},
+                    headers=inject_trace_context(
+                        {**headers, "content-type": "application/json", "accept": "text/event-stream"}
+                    ),
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
                     allow_redirects=False,
                 )

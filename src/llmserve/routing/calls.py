@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from llmserve.errors import UpstreamError
+from llmserve.observability.tracing import UNTRACED_ATTEMPT, AttemptTrace, trace_attempt
 from llmserve.providers.base import Completion, GenerationInput, StreamEvent, Usage
 from llmserve.routing.breaker import is_breaker_fault
 from llmserve.routing.deployment import Deployment
@@ -34,17 +35,22 @@ def settle_failure(deployment: Deployment, exc: BaseException) -> None:
 
 
 async def call_complete(
-    deployment: Deployment, request: GenerationInput, clock: Callable[[], float]
+    deployment: Deployment, request: GenerationInput, clock: Callable[[], float], attempt: int = 1
 ) -> Completion:
     stats = deployment.stats
     stats.begin()
     started = clock()
+    traced = trace_attempt(deployment, request, attempt)
     try:
-        completion = await deployment.provider.complete(request)
+        with traced.activated():
+            completion = await deployment.provider.complete(request)
     except BaseException as exc:
+        traced.end(exc)
         stats.end()
         settle_failure(deployment, exc)
         raise
+    traced.observe(completion)
+    traced.end()
     stats.end()
     stats.observe_latency(clock() - started)
     stats.add_tokens(completion.usage.total_tokens)
@@ -60,10 +66,12 @@ async def open_stream(
     stats = deployment.stats
     stats.begin()
     started = clock()
+    traced = trace_attempt(deployment, request, info.attempts)
     iterator: AsyncIterator[StreamEvent] | None = None
     try:
         iterator = deployment.provider.stream(request)
-        first = await anext(iterator)
+        with traced.activated():  # the request goes out now: it carries this attempt's traceparent
+            first = await anext(iterator)
     except StopAsyncIteration:
         empty = UpstreamError(
             f"{deployment.id}: the stream ended before its first event",
@@ -71,10 +79,12 @@ async def open_stream(
             retryable=True,
             deployment=deployment.id,
         )
+        traced.end(empty)
         stats.end()
         settle_failure(deployment, empty)
         raise empty from None
     except BaseException as exc:
+        traced.end(exc)
         stats.end()
         settle_failure(deployment, exc)
         if iterator is not None:
@@ -84,7 +94,7 @@ async def open_stream(
     # The deployment is answering: that is what the breaker guards, and a half-open probe must not
     # hold every other caller off for the length of a whole generation.
     deployment.breaker.record_success()
-    return RoutedStream(first, iterator, deployment, info, clock)
+    return RoutedStream(first, iterator, deployment, info, clock, traced)
 
 
 class RoutedStream(AsyncIterator[StreamEvent]):
@@ -98,12 +108,14 @@ class RoutedStream(AsyncIterator[StreamEvent]):
         deployment: Deployment,
         info: RouteInfo,
         clock: Callable[[], float],
+        traced: AttemptTrace = UNTRACED_ATTEMPT,
     ) -> None:
         self.deployment = deployment
         self._first: StreamEvent | None = first
         self._iterator = iterator
         self._info = info
         self._clock = clock
+        self._traced = traced
         self._finished = False
 
     def __aiter__(self) -> RoutedStream:
@@ -142,8 +154,10 @@ class RoutedStream(AsyncIterator[StreamEvent]):
         if not self._finished:
             self._finished = True
             self.deployment.stats.end()
+            self._traced.end()
 
     def _observe(self, event: StreamEvent) -> None:
+        self._traced.observe(event)
         if isinstance(event, Usage):
             self.deployment.stats.add_tokens(event.total_tokens)
 
@@ -151,6 +165,7 @@ class RoutedStream(AsyncIterator[StreamEvent]):
         if self._finished:
             return
         self._finished = True
+        self._traced.end(exc)
         self.deployment.stats.end()
         if exc is None:
             self.deployment.stats.record_success()

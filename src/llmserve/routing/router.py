@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from llmserve.config import RouterSettings
 from llmserve.errors import (
@@ -30,6 +30,9 @@ from llmserve.routing.complexity import ComplexityClassifier
 from llmserve.routing.deployment import Deployment
 from llmserve.routing.retry import backoff_delay, final_error, is_retryable, may_fail_over
 from llmserve.routing.strategies import STRATEGIES, eligible
+
+if TYPE_CHECKING:
+    from llmserve.observability.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +87,14 @@ class Router:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        metrics: Metrics | None = None,
     ) -> None:
         self._groups = {name: tuple(deployments) for name, deployments in groups.items()}
         self.settings = settings
         self._clock = clock
         self._rng = rng or random.Random()
         self._sleep = sleep
+        self._metrics = metrics
         self._strategy = STRATEGIES[settings.strategy]
         self._complexity = ComplexityClassifier(settings.complexity)
 
@@ -122,7 +127,7 @@ class Router:
         async def discard(_: Completion) -> None:
             return None
 
-        call = _CallKind(lambda d: call_complete(d, request, self._clock), discard)
+        call = _CallKind(lambda d: call_complete(d, request, self._clock, info.attempts), discard)
         return await self._route(group, info, call), info
 
     async def stream(self, group: str, request: GenerationInput) -> tuple[RoutedStream, RouteInfo]:
@@ -316,6 +321,8 @@ class Router:
         if not may_fail_over(exc):
             return  # the client's error or a bug: raised as it is, not collected
         errors.append(exc)
+        if self._metrics is not None:
+            self._metrics.deployment_failure(deployment.id)
         retry_after = getattr(exc, "retry_after", None)
         if not is_retryable(exc) or (
             retry_after is not None and retry_after > self.settings.max_retry_after_seconds

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from llmserve.cache.keys import CacheRequest
     from llmserve.cache.semantic import Embedder
     from llmserve.cache.service import ResponseCache
+    from llmserve.observability.metrics import Metrics
     from llmserve.services.usage import CacheStatus, UsageLedger
 
 logger = logging.getLogger(__name__)
@@ -43,14 +44,23 @@ class Accounting:
         cache: ResponseCache | None = None,
         ledger: UsageLedger | None = None,
         owned: Sequence[Provider] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         self.registry = registry
         self.cache = cache
         self.ledger = ledger
+        self.metrics = metrics
         self._owned = owned  # e.g. the cache's own embedding model, closed with it
 
     @classmethod
-    def build(cls, settings: Settings, registry: ModelRegistry, ledger: UsageLedger | None) -> Accounting:
+    def build(
+        cls,
+        settings: Settings,
+        registry: ModelRegistry,
+        ledger: UsageLedger | None,
+        *,
+        metrics: Metrics | None = None,
+    ) -> Accounting:
         """The cache the settings ask for, with its embedder: an embeddings model group named by
         ``cache.semantic.embedding_model`` (through its breakers), else a local sentence-embedding model
         (the packaged all-MiniLM-L6-v2 by default) that the cache owns."""
@@ -77,7 +87,7 @@ class Accounting:
                 )
                 provider = LocalEmbeddingProvider(deployment)
                 embedder, owned = provider, [provider]
-        return cls(registry, build_cache(settings, embedder), ledger, owned)
+        return cls(registry, build_cache(settings, embedder, metrics=metrics), ledger, owned, metrics)
 
     async def close(self) -> None:
         if self.cache is not None:
@@ -127,12 +137,15 @@ class Accounting:
         self, ctx: RequestContext, route: RouteInfo, usage: Usage, cache_status: str, latency_ms: float
     ) -> None:
         """One ledger row per answered request; a cache hit costs nothing."""
+        billed, cost = self.billed(route, usage, cache_status)
+        if self.metrics is not None:
+            self.metrics.add_tokens(route.group, billed.prompt_tokens, billed.completion_tokens)
+            self.metrics.add_cost(route.group, cost)
         if self.ledger is None:
             return
         from llmserve.services.usage import UsageRecord
 
         deployment = self.registry.deployment_config(route.deployment)
-        billed, cost = self.billed(route, usage, cache_status)
         await self.ledger.record(
             UsageRecord(
                 request_id=ctx.request_id,

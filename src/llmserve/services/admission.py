@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from llmserve.config import LimitRule, Settings
+from llmserve.errors import GuardrailViolation, RateLimited
 from llmserve.providers.base import ChatInput, GenerationInput, TextInput, Usage
 from llmserve.services.keys import ensure_model_allowed
 from llmserve.services.models import ModelRegistry
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from llmserve.limits.leases import Lease
     from llmserve.limits.queue import AdmissionQueue, Ticket
     from llmserve.limits.ratelimit import RateLimiter
+    from llmserve.observability.metrics import Metrics
 
 
 @dataclass
@@ -76,6 +78,7 @@ class Admission:
         limiter: RateLimiter | None = None,
         budgets: BudgetGuard | None = None,
         queue: AdmissionQueue | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -83,6 +86,7 @@ class Admission:
         self.limiter = limiter
         self.budgets = budgets
         self.queue = queue
+        self.metrics = metrics
 
     async def enter(
         self, principal: Principal, tenant: str, group: str, request: GenerationInput, priority: int | None
@@ -93,7 +97,12 @@ class Admission:
         if self.guardrails is not None:
             guard = self.guardrails.for_principal(principal.guardrails)
             admitted.guardrails = guard
-            admitted.request = _checked(guard, request)
+            try:
+                admitted.request = _checked(guard, request)
+            except GuardrailViolation as exc:
+                if self.metrics is not None:
+                    self.metrics.guardrail_block(exc.rule)
+                raise
         try:
             estimate = 0  # counted only when a limit or a budget needs it
             budgeted = self.budgets is not None and principal.max_budget_usd is not None
@@ -109,7 +118,12 @@ class Admission:
                 if any(_limited(s.rule) for s in subjects):
                     if any(s.rule.tpm is not None for s in subjects) or budgeted:
                         estimate = await self._estimate_tokens(group, admitted.request)
-                    admitted.lease = await self.limiter.acquire(subjects, estimate)
+                    try:
+                        admitted.lease = await self.limiter.acquire(subjects, estimate)
+                    except RateLimited:
+                        if self.metrics is not None:
+                            self.metrics.rate_limited(group)
+                        raise
                     admitted.headers.update(admitted.lease.headers)
             if self.budgets is not None and budgeted:
                 estimate = estimate or await self._estimate_tokens(group, admitted.request)

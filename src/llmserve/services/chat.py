@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from llmserve.errors import ConversationNotFound
+from llmserve.observability.metrics import Metrics, current_model
 from llmserve.providers.base import (
     ChatInput,
     ChatMessage,
@@ -116,11 +117,14 @@ class ChatService:
         conversations: ConversationService,
         accounting: Accounting | None = None,
         admission: Admission | None = None,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.registry = registry
         self.conversations = conversations
         self.accounting = accounting or Accounting(registry)
         self.admission = admission
+        self.metrics = metrics
 
     async def chat(
         self,
@@ -139,6 +143,7 @@ class ChatService:
         context, new_turns = await self._context(conversation_id, inline_history, messages)
         request: GenerationInput = ChatInput(tuple(context), options)
         group = self.registry.route_group(model, request, requirements)
+        current_model.set(group)
         request = await self.accounting.fit(group, request)
         answer = await self._answer(group, request, ctx, started)
         message_id = uuid.uuid4().hex
@@ -152,6 +157,7 @@ class ChatService:
                 message_id,
             )
         latency_ms = (time.perf_counter() - started) * 1000
+        self._observe_overhead(answer.route, started)
         return ChatResult(
             answer.route.group,
             answer.completion,
@@ -185,6 +191,7 @@ class ChatService:
             conversation_id = uuid.uuid4().hex
         request: GenerationInput = ChatInput(tuple(context), options)
         group = self.registry.route_group(model, request, requirements)
+        current_model.set(group)
         request = await self.accounting.fit(group, request)
         opened = await self._open(group, request, ctx)
         stream = ChatStream(
@@ -202,6 +209,7 @@ class ChatService:
         )
         persist = store or conversation_id is not None
         stream.events = self._tracked(stream, group, request, ctx, opened.events, new_turns, persist)
+        self._observe_overhead(opened.route, started)
         return stream
 
     async def complete_text(
@@ -211,8 +219,10 @@ class ChatService:
         started = ctx.received_at or time.perf_counter()
         request = TextInput(prompt, options)
         group = self.registry.route_group(model, request, None)
+        current_model.set(group)
         answer = await self._answer(group, request, ctx, started)
         latency_ms = (time.perf_counter() - started) * 1000
+        self._observe_overhead(answer.route, started)
         return ChatResult(
             answer.route.group,
             answer.completion,
@@ -234,6 +244,7 @@ class ChatService:
         started = ctx.received_at or time.perf_counter()
         request = TextInput(prompt, options)
         group = self.registry.route_group(model, request, None)
+        current_model.set(group)
         opened = await self._open(group, request, ctx)
         stream = ChatStream(
             opened.route.group,
@@ -249,11 +260,17 @@ class ChatService:
             headers=opened.admitted.headers if opened.admitted else {},
         )
         stream.events = self._tracked(stream, group, request, ctx, opened.events, [], False)
+        self._observe_overhead(opened.route, started)
         return stream
 
     async def embed(self, texts: Sequence[str], model: str | None) -> tuple[str, list[list[float]]]:
         group = self.registry.route_group(model, None, None)
+        current_model.set(group)
         return group, await self.registry.embed(group, texts)
+
+    def _observe_overhead(self, route: RouteInfo, started: float) -> None:
+        if self.metrics is not None:  # what x-llmserve-overhead-ms says, in seconds
+            self.metrics.observe_overhead(gateway_overhead_ms(route, started) / 1000)
 
     async def _admit(self, group: str, request: GenerationInput, ctx: RequestContext) -> Pass | None:
         if self.admission is None:
@@ -346,9 +363,18 @@ class ChatService:
         if admitted is not None:
             request = admitted.request
         maskers = _Maskers(admitted)
+        timed = self.metrics if stream.cache_status == "miss" else None  # a replay's pace says nothing
+        last: float | None = None
         try:
             async for event in events:
                 stream.collected.feed(event)
+                if timed is not None and isinstance(event, Delta) and event.text:
+                    now = time.perf_counter()
+                    if last is None:
+                        timed.observe_first_token(stream.model, now - stream.started)
+                    else:
+                        timed.observe_inter_token(stream.model, now - last)
+                    last = now
                 yield maskers.apply(event)
         finally:
             # At once, not at garbage collection: this is how a client's disconnect reaches the upstream.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from llmserve.config import ModelDeployment, Settings
 from llmserve.engine.manager import ModelManager
@@ -16,6 +16,9 @@ from llmserve.routing.breaker import CircuitBreaker, is_breaker_fault
 from llmserve.routing.deployment import Deployment, DeploymentStats
 from llmserve.routing.retry import is_retryable
 from llmserve.routing.router import Router
+
+if TYPE_CHECKING:
+    from llmserve.observability.metrics import Metrics
 
 AUTO_MODEL = "auto"
 
@@ -66,7 +69,9 @@ class ModelRegistry:
         ]
 
     @classmethod
-    def from_settings(cls, settings: Settings, http: UpstreamHTTP) -> ModelRegistry:
+    def from_settings(
+        cls, settings: Settings, http: UpstreamHTTP, *, metrics: Metrics | None = None
+    ) -> ModelRegistry:
         created = int(time.time())
         routed: dict[str, list[Deployment]] = {}
         for index, entry in enumerate(settings.models):
@@ -91,7 +96,7 @@ class ModelRegistry:
             for name, deployments in routed.items()
         ]
         assert settings.default_model is not None  # filled in by Settings' validator
-        return cls(groups, settings.default_model, Router(routed, settings.router))
+        return cls(groups, settings.default_model, Router(routed, settings.router, metrics=metrics))
 
     def in_flight(self) -> dict[str, int]:
         """Per model group: generations queued or running on this process's local models."""

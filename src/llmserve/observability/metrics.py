@@ -1,0 +1,400 @@
+"""Prometheus metrics: every series llmserve exports, declared once, and how ``GET /metrics`` renders them.
+
+A ``Metrics`` object owns its metric objects on its own ``CollectorRegistry``, so several apps in one
+process (the tests) never collide. The pipeline calls its small methods; the gauges that describe
+state (queue, running, breakers, loaded models) are read at scrape time from a ``StateSnapshot``
+source instead of being pushed on every change. Every label is bounded: model groups and deployments
+outside the configured ones become ``other``, endpoints are route templates, rules a known set.
+
+With several worker processes (``llmserve serve --workers N``) prometheus-client's multiprocess mode
+is used: the CLI points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory before the workers start,
+each worker's samples live in mmap files there, and a scrape of any worker sums them all. A scrape-time
+collector would see only the process that answers, so in that mode every worker pushes its own state
+into live gauges (summed or maxed over the live workers) at the start and end of each request and
+before a scrape it answers: a worker's share is as fresh as its last request. Files of workers that
+died are dropped from those gauges at the next scrape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+if TYPE_CHECKING:
+    from llmserve.config import Settings
+
+logger = logging.getLogger(__name__)
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+OTHER = "other"  # any model, deployment, cache type or rule outside the bounded set
+CACHE_TYPES = ("exact", "semantic")
+# llmserve_deployment_state: the circuit breaker's state as a number (alerts compare with 2).
+DEPLOYMENT_STATE_VALUES: Mapping[str, int] = {"closed": 0, "half_open": 1, "open": 2}
+# Guardrail rules as GuardrailViolation names them; "blocked_pattern:<name>" counts as blocked_pattern.
+GUARDRAIL_RULES = frozenset(
+    {"max_messages", "max_message_chars", "prompt_injection", "blocked_pattern", "pii"}
+    | {f"pii:{entity}" for entity in ("email", "phone", "card", "iban", "national_id")}
+)
+
+# Whole requests: a cache hit in milliseconds up to a long generation on a slow model.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Between streamed tokens: a few ms on a fast GPU, tens of ms on CPU or a busy upstream.
+INTER_TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1)
+# Time spent in llmserve itself (routing, limits, cache, guardrails), not waiting on a model.
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+# The model group of the request in flight: the pipeline sets it once the group is resolved, in the
+# request's own task (not in a streaming body's task), and MetricsMiddleware labels the request with it.
+current_model: ContextVar[str] = ContextVar("llmserve_current_model", default="")
+
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    """What this process looks like now; read at scrape time (or pushed per request, multiprocess)."""
+
+    queue_length: Mapping[str, int] = field(default_factory=dict)  # model group -> requests waiting
+    running: Mapping[str, int] = field(default_factory=dict)  # model group -> requests holding a slot
+    deployment_states: Mapping[str, str] = field(default_factory=dict)  # id -> closed|half_open|open
+    model_loaded: Mapping[str, bool] = field(default_factory=dict)  # local model group -> weights in memory
+
+
+StateSource = Callable[[], StateSnapshot]
+_Fold = Literal["sum", "max"]
+_GaugeMode = Literal["livesum", "livemax"]
+
+
+class _StateGauge(NamedTuple):
+    name: str
+    documentation: str
+    label: str
+    fold: _Fold  # how values of labels outside the bounded set combine into "other"
+    multiprocess_mode: _GaugeMode  # how the workers' values combine
+
+
+_STATE_GAUGES = (
+    _StateGauge("llmserve_queue_length", "Requests waiting for an admission slot", "model", "sum", "livesum"),
+    _StateGauge("llmserve_requests_running", "Requests holding an admission slot", "model", "sum", "livesum"),
+    _StateGauge(
+        "llmserve_deployment_state",
+        "Circuit breaker state per deployment: 0 closed, 1 half-open, 2 open (worst over workers)",
+        "deployment",
+        "max",
+        "livemax",
+    ),
+    _StateGauge(
+        "llmserve_model_loaded",
+        "1 while a local model's weights are in memory (in any worker), else 0",
+        "model",
+        "max",
+        "livemax",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class _ModelSeries:
+    """The per-model children, resolved once: the hot path skips prometheus-client's label lookup."""
+
+    latency: Histogram
+    first_token: Histogram
+    inter_token: Histogram
+    input_tokens: Counter
+    output_tokens: Counter
+    cost: Counter
+    rate_limited: Counter
+
+
+def multiprocess_dir() -> str | None:
+    """The shared directory when this process records in multiprocess mode, else None."""
+    path = os.environ.get(MULTIPROC_DIR_ENV)
+    if not path:
+        return None
+    # prometheus-client picks its value store when first imported: a variable set later does nothing.
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        logger.warning(
+            "%s is set but prometheus_client was imported before it: metrics stay per process",
+            MULTIPROC_DIR_ENV,
+        )
+        return None
+    return path
+
+
+class Metrics:
+    def __init__(
+        self,
+        model_names: Iterable[str],
+        deployment_ids: Iterable[str],
+        *,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.model_names = tuple(dict.fromkeys(model_names))
+        self.deployment_ids = tuple(dict.fromkeys(deployment_ids))
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.multiprocess_dir = multiprocess_dir()
+        self._known_models = {name: name for name in self.model_names}
+        self._model_labels = self._known_models | {"": ""}  # "": a request with no model (health, ...)
+        self._deployment_labels = {name: name for name in self.deployment_ids}
+        self._state_source: StateSource | None = None
+        self._declare()
+        self._series = {name: self._new_series(name) for name in self.model_names}
+        self._request_children: dict[tuple[str, str, str], Counter] = {}
+        self._pushed: dict[tuple[str, str], float] = {}  # multiprocess: what this worker last wrote
+        if self.multiprocess_dir is None:
+            self.registry.register(_StateCollector(self))
+            self._render_registry = self.registry
+            self._state_gauges: dict[str, Gauge] = {}
+        else:
+            self._render_registry = CollectorRegistry()
+            MultiProcessCollector(self._render_registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+            self._state_gauges = {
+                spec.name: Gauge(
+                    spec.name,
+                    spec.documentation,
+                    [spec.label],
+                    registry=self.registry,
+                    multiprocess_mode=spec.multiprocess_mode,
+                )
+                for spec in _STATE_GAUGES
+            }
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Metrics:
+        """The configured model groups and deployments (ids as the router names them)."""
+        from llmserve.routing.deployment import deployment_id
+
+        return cls(
+            (entry.name for entry in settings.models),
+            (deployment_id(entry, index) for index, entry in enumerate(settings.models)),
+        )
+
+    @property
+    def multiprocess(self) -> bool:
+        return self.multiprocess_dir is not None
+
+    # -- what the pipeline calls -------------------------------------------------------------------
+
+    def observe_request(self, model: str, endpoint: str, status: str, seconds: float) -> None:
+        """One HTTP request (MetricsMiddleware calls this; the pipeline does not)."""
+        label = self._model_labels.get(model, OTHER)
+        key = (label, status, endpoint)
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self._request_children[key] = self._requests.labels(label, status, endpoint)
+        counter.inc()
+        self._for(label).latency.observe(seconds)
+
+    def observe_first_token(self, model: str, seconds: float) -> None:
+        self._for(model).first_token.observe(seconds)
+
+    def observe_inter_token(self, model: str, seconds: float) -> None:
+        self._for(model).inter_token.observe(seconds)
+
+    def add_tokens(self, model: str, input_tokens: int, output_tokens: int) -> None:
+        series = self._for(model)
+        if input_tokens > 0:
+            series.input_tokens.inc(input_tokens)
+        if output_tokens > 0:
+            series.output_tokens.inc(output_tokens)
+
+    def add_cost(self, model: str, usd: Decimal) -> None:
+        if usd > 0:
+            self._for(model).cost.inc(float(usd))
+
+    def cache_result(self, cache_type: str, hit: bool) -> None:
+        label = cache_type if cache_type in CACHE_TYPES else OTHER
+        (self._cache_hits if hit else self._cache_misses).labels(label).inc()
+
+    def observe_overhead(self, seconds: float) -> None:
+        self._overhead.observe(seconds)
+
+    def rate_limited(self, model: str) -> None:
+        self._for(model).rate_limited.inc()
+
+    def guardrail_block(self, rule: str) -> None:
+        self._guardrail_blocks.labels(_rule_label(rule)).inc()
+
+    def deployment_failure(self, deployment_id: str) -> None:
+        self._deployment_failures.labels(self._deployment_labels.get(deployment_id, OTHER)).inc()
+
+    def set_state_source(self, source: StateSource | None) -> None:
+        """``source()`` is called at every scrape (and, multiprocess, around every request)."""
+        self._state_source = source
+
+    # -- exposition --------------------------------------------------------------------------------
+
+    def refresh_state(self) -> None:
+        """Multiprocess mode: push this worker's state into the shared gauges. Otherwise a no-op:
+        the scrape-time collector reads the state itself."""
+        if not self._state_gauges:
+            return
+        pushed = self._pushed
+        for name, series in self.state_values().items():
+            for label, value in series.items():
+                key = (name, label)
+                if pushed.get(key) != value:  # a write is a locked mmap store: only on change
+                    self._state_gauges[name].labels(label).set(value)
+                    pushed[key] = value
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition body and its content type."""
+        if self.multiprocess_dir is not None:
+            self.refresh_state()
+            _forget_dead_workers(self.multiprocess_dir)
+        return generate_latest(self._render_registry), CONTENT_TYPE_LATEST
+
+    def state_values(self) -> dict[str, dict[str, float]]:
+        """Per state gauge, label value -> value; {} series when the source is unset or fails."""
+        result: dict[str, dict[str, float]] = {spec.name: {} for spec in _STATE_GAUGES}
+        if self._state_source is None:
+            return result
+        try:
+            snapshot = self._state_source()
+        except Exception:  # a broken source must not fail the scrape (or a request)
+            logger.exception("metrics state source failed")
+            return result
+        models, deployments = self._known_models, self._deployment_labels
+        queue, running, states, loaded = (result[spec.name] for spec in _STATE_GAUGES)
+        queue.update(dict.fromkeys(self.model_names, 0.0))
+        running.update(dict.fromkeys(self.model_names, 0.0))
+        states.update(dict.fromkeys(self.deployment_ids, 0.0))
+        _fold(queue, snapshot.queue_length.items(), models, "sum")
+        _fold(running, snapshot.running.items(), models, "sum")
+        known_states = (
+            (deployment, DEPLOYMENT_STATE_VALUES[state])
+            for deployment, state in snapshot.deployment_states.items()
+            if state in DEPLOYMENT_STATE_VALUES
+        )
+        _fold(states, known_states, deployments, "max")
+        _fold(loaded, ((m, int(flag)) for m, flag in snapshot.model_loaded.items()), models, "max")
+        return result
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _declare(self) -> None:
+        def counter(name: str, documentation: str, *labels: str) -> Counter:
+            return Counter(name, documentation, labels, registry=self.registry)
+
+        def histogram(name: str, documentation: str, buckets: Sequence[float], *labels: str) -> Histogram:
+            return Histogram(name, documentation, labels, buckets=buckets, registry=self.registry)
+
+        self._requests = counter("llmserve_requests", "HTTP requests", "model", "status", "endpoint")
+        self._latency = histogram(
+            "llmserve_request_latency_seconds", "Latency to the last byte sent", LATENCY_BUCKETS, "model"
+        )
+        self._first_token = histogram(
+            "llmserve_time_to_first_token_seconds", "Request to first streamed token", TTFT_BUCKETS, "model"
+        )
+        self._inter_token = histogram(
+            "llmserve_inter_token_latency_seconds", "Between streamed tokens", INTER_TOKEN_BUCKETS, "model"
+        )
+        self._tokens = counter("llmserve_tokens", "Tokens (input: prompt; output: reply)", "model", "type")
+        self._cost = counter("llmserve_cost_usd", "Spend in USD at list prices", "model")
+        self._cache_hits = counter("llmserve_cache_hits", "Response cache hits", "cache_type")
+        self._cache_misses = counter("llmserve_cache_misses", "Response cache misses", "cache_type")
+        self._overhead = histogram(
+            "llmserve_overhead_seconds", "Time in llmserve itself, upstream waits excluded", OVERHEAD_BUCKETS
+        )
+        self._rate_limited = counter("llmserve_rate_limited", "Requests refused by a rate limit", "model")
+        self._guardrail_blocks = counter("llmserve_guardrail_blocks", "Requests a guardrail refused", "rule")
+        self._deployment_failures = counter(
+            "llmserve_deployment_failures", "Failed calls to a deployment (each attempt)", "deployment"
+        )
+        for cache_type in CACHE_TYPES:
+            self._cache_hits.labels(cache_type)
+            self._cache_misses.labels(cache_type)
+        for deployment in self.deployment_ids:
+            self._deployment_failures.labels(deployment)
+
+    def _new_series(self, label: str) -> _ModelSeries:
+        return _ModelSeries(
+            latency=self._latency.labels(label),
+            first_token=self._first_token.labels(label),
+            inter_token=self._inter_token.labels(label),
+            input_tokens=self._tokens.labels(label, "input"),
+            output_tokens=self._tokens.labels(label, "output"),
+            cost=self._cost.labels(label),
+            rate_limited=self._rate_limited.labels(label),
+        )
+
+    def _for(self, model: str) -> _ModelSeries:
+        series = self._series.get(model)
+        if series is None:  # "" or a group outside the configured ones: built on first use
+            label = self._model_labels.get(model, OTHER)
+            series = self._series.get(label)
+            if series is None:
+                series = self._series[label] = self._new_series(label)
+        return series
+
+
+class _StateCollector:
+    """Single-process mode: the state gauges, read from the source at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterator[Metric]:
+        for spec in _STATE_GAUGES:
+            yield GaugeMetricFamily(spec.name, spec.documentation, labels=[spec.label])
+
+    def collect(self) -> Iterator[Metric]:
+        state = self._metrics.state_values()
+        for spec in _STATE_GAUGES:
+            family = GaugeMetricFamily(spec.name, spec.documentation, labels=[spec.label])
+            for label, value in state[spec.name].items():
+                family.add_metric([label], value)
+            yield family
+
+
+def _fold(
+    into: dict[str, float], items: Iterable[tuple[str, float]], labels: Mapping[str, str], how: _Fold
+) -> None:
+    for key, value in items:
+        label = labels.get(key, OTHER)
+        if label != OTHER:
+            into[label] = float(value)
+        elif how == "sum":  # several unknown names share one series
+            into[OTHER] = into.get(OTHER, 0.0) + value
+        else:
+            into[OTHER] = max(into.get(OTHER, value), value)
+
+
+def _rule_label(rule: str) -> str:
+    if rule in GUARDRAIL_RULES:
+        return rule
+    base = rule.split(":", 1)[0]
+    return base if base in GUARDRAIL_RULES else OTHER
+
+
+def _forget_dead_workers(path: str) -> None:
+    """Drop the live gauges of workers that exited (uvicorn restarts crashed ones with new pids)."""
+    pids = {int(m.group(1)) for f in Path(path).iterdir() if (m := _LIVE_GAUGE_FILE.search(f.name))}
+    for pid in pids:
+        if pid != os.getpid() and not _alive(pid):
+            with contextlib.suppress(OSError):
+                mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: an existence check, nothing is sent
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

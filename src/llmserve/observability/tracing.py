@@ -1,0 +1,472 @@
+"""OpenTelemetry traces: off by default; on with config or the standard ``OTEL_*`` variables.
+
+A trace per request: the server span (``TracingMiddleware``), the pipeline's steps under it
+(admission, cache lookup, routing: ``span()``), and a CLIENT span per provider attempt
+(``trace_attempt``) whose context reaches the upstream as ``traceparent`` (``inject_trace_context``).
+Attribute names follow the OpenTelemetry GenAI semantic conventions (``gen_ai.*``), plus
+``llmserve.*`` for what only a gateway knows (deployment, attempt, cache status).
+
+The SDK is the optional ``otel`` extra and is imported only when tracing is on. No global
+TracerProvider is installed: ``setup_tracing`` returns a handle, the middleware makes it the active
+one for the length of each request (a context variable, like the request id), and every helper here
+reads it there. With tracing off each helper costs one ContextVar lookup, and two apps in one
+process (tests) never share spans. No prompt or answer text goes into a span, nor an exception's
+message (upstream errors may quote the prompt): a failure is recorded by its type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
+
+from llmserve import __version__
+from llmserve.errors import LLMServeError, UpstreamError
+from llmserve.providers.base import ChatInput, Completion, Delta, TextInput, Usage
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    from opentelemetry.util.types import AttributeValue
+
+    from llmserve.config import Settings, TracingSettings
+    from llmserve.providers.base import GenerationInput, GenerationOptions, StreamEvent
+    from llmserve.routing.deployment import Deployment
+    from llmserve.routing.router import RouteInfo
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'llmserve[otel]'"
+OTLP_TRACES_PATH = "/v1/traces"
+EXPORTERS: Final = ("otlp", "console")
+# OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is the full URL; OTEL_EXPORTER_OTLP_ENDPOINT the base (spec).
+_ENV_ENDPOINTS: Final = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+_RATIO_SAMPLERS: Final = frozenset({"traceidratio", "parentbased_traceidratio"})
+_OFF_SAMPLERS: Final = frozenset({"always_off", "parentbased_always_off"})
+# gen_ai.provider.name by provider kind (well-known values where the conventions list one).
+_GEN_AI_PROVIDERS: Final = MappingProxyType(
+    {"openai": "openai", "anthropic": "anthropic", "local": "llmserve"}
+)
+
+_active: ContextVar[TracingHandle | None] = ContextVar("llmserve_tracing", default=None)
+_UNTRACED: Final = contextlib.nullcontext(None)
+_NO_ATTRIBUTES: Final[Mapping[str, AttributeValue]] = MappingProxyType({})
+
+
+class TracingUnavailable(RuntimeError):
+    """Tracing was switched on in the config, but the OpenTelemetry SDK is not installed."""
+
+
+@dataclass(eq=False)
+class TracingHandle:
+    """What ``setup_tracing`` built: the provider (flushed by ``shutdown``/``aclose``) and its tracer."""
+
+    provider: TracerProvider
+    tracer: Tracer
+    propagator: TraceContextTextMapPropagator
+    exporters: tuple[str, ...] = ()
+    _closed: bool = field(default=False, repr=False)
+
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[TracingHandle]:
+        """Makes this the tracer of the spans started in this context (the middleware does it per request)."""
+        token = _active.set(self)
+        try:
+            yield self
+        finally:
+            _active.reset(token)
+
+    def shutdown(self) -> None:
+        """Exports the spans still queued and stops the exporters (blocks up to their timeout)."""
+        if not self._closed:
+            self._closed = True
+            self.provider.shutdown()
+
+    async def aclose(self) -> None:
+        """``shutdown()`` off the event loop: exporting is blocking network I/O."""
+        await asyncio.to_thread(self.shutdown)
+
+
+def setup_tracing(
+    settings: Settings,
+    *,
+    environ: Mapping[str, str] | None = None,
+    span_processor: SpanProcessor | None = None,
+) -> TracingHandle | None:
+    """The tracing handle, or None when tracing is off (then nothing is imported or started).
+
+    ``environ`` holds the ``OTEL_*`` variables that decide (default: the process environment; the OTLP
+    exporter still reads its headers, timeout and TLS files from the process environment).
+    ``span_processor`` replaces the configured exporters (tests: an ``InMemorySpanExporter`` in a
+    ``SimpleSpanProcessor``).
+    """
+    config = settings.observability.tracing
+    env = os.environ if environ is None else environ
+    exporters = _exporters(config, env)
+    if not _enabled(config, env, exporters) and span_processor is None:
+        return None
+    try:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    except ImportError as exc:
+        message = f"tracing needs the OpenTelemetry SDK ({INSTALL_HINT}): {exc}"
+        if config.enabled:
+            raise TracingUnavailable(message) from exc
+        logger.warning("OTEL_* variables are set but tracing stays off: %s", message)
+        return None
+    resource = Resource.create({"service.name": _service_name(config, env), "service.version": __version__})
+    ratio = _sample_ratio(config, env)
+    provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(ratio)))
+    if span_processor is not None:
+        provider.add_span_processor(span_processor)
+        exporters = ()
+    for name in exporters:
+        provider.add_span_processor(_batch_processor(name, config, env))
+    logger.info("tracing on: exporters %s, sample ratio %g", ", ".join(exporters) or "none", ratio)
+    tracer = provider.get_tracer("llmserve", __version__)
+    return TracingHandle(provider, tracer, TraceContextTextMapPropagator(), exporters)
+
+
+def _exporters(config: TracingSettings, env: Mapping[str, str]) -> tuple[str, ...]:
+    """The config's exporter when set explicitly, else ``OTEL_TRACES_EXPORTER`` (a list), else otlp."""
+    listed = env.get("OTEL_TRACES_EXPORTER", "").strip()
+    if "exporter" in config.model_fields_set or not listed:
+        return () if config.exporter == "none" else (config.exporter,)
+    names = [name.strip().lower() for name in listed.split(",") if name.strip()]
+    if unsupported := [name for name in names if name not in (*EXPORTERS, "none")]:
+        logger.warning("OTEL_TRACES_EXPORTER: %s not supported (otlp, console, none)", ", ".join(unsupported))
+    if "none" in names:
+        return ()
+    return tuple(dict.fromkeys(name for name in names if name in EXPORTERS))
+
+
+def _enabled(config: TracingSettings, env: Mapping[str, str], exporters: Sequence[str]) -> bool:
+    if config.enabled is not None:
+        return config.enabled
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    asked = bool(
+        env.get("OTEL_TRACES_EXPORTER") or config.endpoint or any(env.get(name) for name in _ENV_ENDPOINTS)
+    )
+    return asked and bool(exporters)
+
+
+def _service_name(config: TracingSettings, env: Mapping[str, str]) -> str:
+    if "service_name" in config.model_fields_set:
+        return config.service_name
+    if name := env.get("OTEL_SERVICE_NAME", "").strip():
+        return name
+    for pair in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, _, value = pair.partition("=")
+        if key.strip() == "service.name" and value.strip():
+            return value.strip()
+    return config.service_name
+
+
+def _sample_ratio(config: TracingSettings, env: Mapping[str, str]) -> float:
+    if "sample_ratio" in config.model_fields_set:
+        return config.sample_ratio
+    sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if sampler in _OFF_SAMPLERS:
+        return 0.0
+    if sampler in _RATIO_SAMPLERS:
+        argument = env.get("OTEL_TRACES_SAMPLER_ARG", "1.0")
+        try:
+            return min(1.0, max(0.0, float(argument)))
+        except ValueError:
+            logger.warning(
+                "OTEL_TRACES_SAMPLER_ARG=%r is not a ratio; sampling %g", argument, config.sample_ratio
+            )
+    return config.sample_ratio
+
+
+def otlp_endpoint(config: TracingSettings, env: Mapping[str, str]) -> str | None:
+    """The traces URL: the config's endpoint or ``OTEL_EXPORTER_OTLP_ENDPOINT`` are a base URL that
+    gets ``/v1/traces``; ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is used as it is. None: the SDK default."""
+    if config.endpoint:
+        base = config.endpoint.rstrip("/")
+        return base if base.endswith(OTLP_TRACES_PATH) else base + OTLP_TRACES_PATH
+    if traces := env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip():
+        return traces
+    if base := env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
+        return base.rstrip("/") + OTLP_TRACES_PATH
+    return None
+
+
+def _batch_processor(name: str, config: TracingSettings, env: Mapping[str, str]) -> SpanProcessor:
+    # Batched for the console too: the export thread writes, never the event loop.
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+    exporter: SpanExporter
+    if name == "console":
+        exporter = ConsoleSpanExporter(service_name=_service_name(config, env))
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        if protocol and protocol.strip() != "http/protobuf":
+            logger.warning("OTLP protocol %r is not supported; exporting over http/protobuf", protocol)
+        exporter = OTLPSpanExporter(endpoint=otlp_endpoint(config, env))
+    return BatchSpanProcessor(exporter)
+
+
+# -- spans for the request pipeline --------------------------------------------------------------
+
+
+def span(name: str, **attributes: AttributeValue | None) -> contextlib.AbstractContextManager[Span | None]:
+    """``with span("llmserve.admission") as s:`` a child of the current span; yields None when tracing
+    is off. An exception leaving the block marks the span failed (by type, not message)."""
+    tracer = _child_tracer()
+    if tracer is None:
+        return _UNTRACED
+    return _child_span(tracer, name, attributes)
+
+
+def _child_tracer() -> Tracer | None:
+    """The active tracer, or None when tracing is off or the current trace is not sampled (its
+    children would not be either: the sampler is parent-based), which spares starting dropped spans."""
+    handle = _active.get()
+    if handle is None:
+        return None
+    from opentelemetry.trace import get_current_span
+
+    parent = get_current_span()
+    if not parent.is_recording() and parent.get_span_context().is_valid:
+        return None
+    return handle.tracer
+
+
+@contextlib.contextmanager
+def _child_span(tracer: Tracer, name: str, attributes: Mapping[str, AttributeValue | None]) -> Iterator[Span]:
+    with tracer.start_as_current_span(
+        name, attributes=_present(attributes), record_exception=False, set_status_on_exception=False
+    ) as current:
+        try:
+            yield current
+        except BaseException as exc:
+            record_error(current, exc)
+            raise
+
+
+def current_span() -> Span | None:
+    """The span of the code running now (the request's server span, or a child), None when tracing is
+    off or this request is not sampled."""
+    if _active.get() is None:
+        return None
+    from opentelemetry import trace
+
+    current = trace.get_current_span()
+    return current if current.is_recording() else None
+
+
+def operation_name(request: GenerationInput | None) -> str:
+    """``gen_ai.operation.name``: chat, text_completion, or embeddings (no generation input)."""
+    if isinstance(request, ChatInput):
+        return "chat"
+    if isinstance(request, TextInput):
+        return "text_completion"
+    return "embeddings"
+
+
+def request_attributes(
+    model: str | None, options: GenerationOptions | None = None, *, operation: str = "chat"
+) -> Mapping[str, AttributeValue]:
+    """GenAI request attributes (``gen_ai.request.*``) for ``span(name, **request_attributes(...))``;
+    empty (and free) when tracing is off."""
+    if _active.get() is None:
+        return _NO_ATTRIBUTES
+    attributes: dict[str, AttributeValue] = {"gen_ai.operation.name": operation}
+    if model:
+        attributes["gen_ai.request.model"] = model
+    if options is not None:
+        _add_options(attributes, options)
+    return attributes
+
+
+def _add_options(attributes: MutableMapping[str, AttributeValue], options: GenerationOptions) -> None:
+    if options.max_tokens is not None:
+        attributes["gen_ai.request.max_tokens"] = options.max_tokens
+    attributes["gen_ai.request.temperature"] = options.temperature
+    attributes["gen_ai.request.top_p"] = options.top_p
+    if options.top_k:
+        attributes["gen_ai.request.top_k"] = options.top_k
+    if options.n != 1:
+        attributes["gen_ai.request.choice.count"] = options.n
+    if options.seed is not None:
+        attributes["gen_ai.request.seed"] = options.seed
+    if options.presence_penalty:
+        attributes["gen_ai.request.presence_penalty"] = options.presence_penalty
+    if options.frequency_penalty:
+        attributes["gen_ai.request.frequency_penalty"] = options.frequency_penalty
+
+
+def record_usage(span: Span | None, usage: Usage | None, finish_reasons: Sequence[str] = ()) -> None:
+    """Token counts and finish reasons (``gen_ai.usage.*``, ``gen_ai.response.finish_reasons``)."""
+    if span is None:
+        return
+    attributes: dict[str, AttributeValue] = {}
+    if usage is not None:
+        attributes["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+        attributes["gen_ai.usage.output_tokens"] = usage.completion_tokens
+        if usage.estimated:
+            attributes["llmserve.usage.estimated"] = True
+    if finish_reasons:
+        attributes["gen_ai.response.finish_reasons"] = list(finish_reasons)
+    span.set_attributes(attributes)  # at once: the SDK takes its lock per call
+
+
+def record_route(
+    span: Span | None, route: RouteInfo, cache_status: str, *, response_model: str | None = None
+) -> None:
+    """How the request was answered: group (``gen_ai.response.model`` unless given), deployment,
+    attempts, fallback, cache status."""
+    if span is None:
+        return
+    attributes: dict[str, AttributeValue] = {
+        "gen_ai.response.model": response_model or route.group,
+        "llmserve.model_group": route.group,
+        "llmserve.attempts": route.attempts,
+        "llmserve.fallback_used": route.fallback_used,
+        "llmserve.cache_status": cache_status,
+    }
+    if route.deployment:
+        attributes["llmserve.deployment"] = route.deployment
+    span.set_attributes(attributes)
+
+
+def record_error(span: Span | None, exc: BaseException) -> None:
+    """A failed span: ``error.type`` and status ERROR with the exception's type; a cancellation (a client
+    gone, a hedge that lost) is ``llmserve.cancelled``, not an error."""
+    if span is None:
+        return
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        span.set_attribute("llmserve.cancelled", True)
+        return
+    from opentelemetry.trace import Status, StatusCode
+
+    error_type = type(exc).__qualname__
+    attributes: dict[str, AttributeValue] = {"error.type": error_type}
+    if isinstance(exc, LLMServeError) and exc.code:
+        attributes["llmserve.error.code"] = exc.code
+    if isinstance(exc, UpstreamError):
+        attributes["llmserve.upstream.error_kind"] = exc.kind
+        if exc.upstream_status is not None:
+            attributes["http.response.status_code"] = exc.upstream_status
+    span.set_attributes(attributes)
+    span.set_status(Status(StatusCode.ERROR, error_type))
+
+
+# -- provider attempts ----------------------------------------------------------------------------
+
+
+class AttemptTrace:
+    """The CLIENT span of one call to one deployment; ``UNTRACED_ATTEMPT`` (all no-ops) when off.
+
+    Not the current span by itself: a stream's span lives until the stream ends, across the caller's
+    awaits, so the code that sends the request enters ``activated()`` for just that part.
+    """
+
+    __slots__ = ("_ended", "_finish_reasons", "_span")
+
+    def __init__(self, span: Span | None) -> None:
+        self._span = span
+        self._finish_reasons: list[str] = []
+        self._ended = False
+
+    @property
+    def span(self) -> Span | None:
+        return self._span
+
+    def activated(self) -> contextlib.AbstractContextManager[object]:
+        """Current for the ``with`` block: the upstream request sent inside carries its traceparent."""
+        if self._span is None:
+            return _UNTRACED
+        from opentelemetry import trace
+
+        return trace.use_span(self._span, record_exception=False, set_status_on_exception=False)
+
+    def observe(self, answer: Completion | StreamEvent) -> None:
+        if self._span is None:
+            return
+        if isinstance(answer, Completion):
+            self._finish_reasons.extend(choice.finish_reason for choice in answer.choices)
+            record_usage(self._span, answer.usage)
+        elif isinstance(answer, Usage):
+            record_usage(self._span, answer)
+        elif isinstance(answer, Delta) and answer.finish_reason is not None:
+            self._finish_reasons.append(answer.finish_reason)
+
+    def end(self, exc: BaseException | None = None) -> None:
+        if self._span is None or self._ended:
+            return
+        self._ended = True
+        if exc is not None:
+            record_error(self._span, exc)
+        if self._finish_reasons:
+            record_usage(self._span, None, self._finish_reasons)
+        self._span.end()
+
+
+UNTRACED_ATTEMPT: Final = AttemptTrace(None)
+
+
+def trace_attempt(deployment: Deployment, request: GenerationInput | None, attempt: int) -> AttemptTrace:
+    """Starts the span of one provider attempt (a child of the current span): ``gen_ai.*`` for the
+    upstream model, ``llmserve.deployment`` and ``llmserve.attempt`` (1 = the request's first call).
+    ``request`` None: an embeddings call. Call ``end()`` exactly when the call is over."""
+    tracer = _child_tracer()
+    if tracer is None:
+        return UNTRACED_ATTEMPT
+    from opentelemetry.trace import SpanKind
+
+    config = deployment.config
+    operation = operation_name(request)
+    provider = _GEN_AI_PROVIDERS.get(config.provider, config.provider)
+    attributes: dict[str, AttributeValue] = {
+        "gen_ai.operation.name": operation,
+        "gen_ai.provider.name": provider,
+        "gen_ai.system": provider,
+        "gen_ai.request.model": config.model,
+        "gen_ai.response.model": config.model,
+        "llmserve.deployment": deployment.id,
+        "llmserve.model_group": deployment.group,
+        "llmserve.attempt": attempt,
+    }
+    if request is not None:
+        _add_options(attributes, request.options)
+    if config.api_base:
+        _add_server(attributes, config.api_base)
+    started = tracer.start_span(f"{operation} {config.model}", kind=SpanKind.CLIENT, attributes=attributes)
+    return AttemptTrace(started)
+
+
+def _add_server(attributes: MutableMapping[str, AttributeValue], api_base: str) -> None:
+    parts = urlsplit(api_base)  # host and port only: never the credentials or query an api_base may hold
+    if parts.hostname:
+        attributes["server.address"] = parts.hostname
+    with contextlib.suppress(ValueError):
+        if parts.port is not None:
+            attributes["server.port"] = parts.port
+
+
+def inject_trace_context(headers: dict[str, str]) -> dict[str, str]:
+    """Adds the current span's ``traceparent`` (and ``tracestate``) to an upstream request's headers,
+    so a remote vLLM or OpenAI-compatible server continues our trace. Unchanged when tracing is off."""
+    handle = _active.get()
+    if handle is not None:
+        handle.propagator.inject(headers)
+    return headers
+
+
+def _present(attributes: Mapping[str, AttributeValue | None]) -> dict[str, AttributeValue]:
+    return {key: value for key, value in attributes.items() if value is not None}

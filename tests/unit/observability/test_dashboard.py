@@ -1,0 +1,241 @@
+"""The Grafana dashboard an operator imports: it asks for a Prometheus datasource, lays its panels out
+without overlaps, has the panels the monitoring plan asks for, and every query is valid PromQL over
+series llmserve exports. tools/render_dashboard.py draws it from a real Prometheus scraping real metrics.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from llmserve.observability.metrics import Metrics, StateSnapshot
+from tests.unit.observability.test_alert_rules import (
+    METRIC_NAME,
+    PROMTOOL_TIMEOUT_S,
+    exported_series_names,
+    unavailable,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+DASHBOARD = ROOT / "deploy" / "grafana" / "llmserve.json"
+RENDERER = ROOT / "tools" / "render_dashboard.py"
+CHROMIUM = Path("/usr/bin/chromium")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return loaded
+
+
+def queries(dashboard: dict[str, Any]) -> list[str]:
+    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+@pytest.fixture(scope="module")
+def renderer() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("render_dashboard", RENDERER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_importing_asks_for_a_prometheus_datasource_that_every_query_uses(dashboard: dict[str, Any]) -> None:
+    assert dashboard["schemaVersion"] >= 36
+    (source,) = dashboard["__inputs"]
+    assert (source["name"], source["type"], source["pluginId"]) == (
+        "DS_PROMETHEUS",
+        "datasource",
+        "prometheus",
+    )
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+        assert panel["targets"], panel["title"]
+        assert all(t["datasource"]["uid"] == "${DS_PROMETHEUS}" for t in panel["targets"]), panel["title"]
+
+
+def test_panels_tile_the_grid_without_overlapping(dashboard: dict[str, Any]) -> None:
+    panels = dashboard["panels"]
+    assert len({panel["id"] for panel in panels}) == len(panels)
+    taken: dict[tuple[int, int], str] = {}
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        for cell in (
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        ):
+            assert cell not in taken, f"{panel['title']} overlaps {taken[cell]}"
+            taken[cell] = panel["title"]
+
+
+def quantiles(by: str, histogram: str, *levels: str) -> list[str]:
+    return [f"histogram_quantile({q}, sum by ({by}) (rate({histogram}_bucket" for q in levels]
+
+
+@pytest.mark.parametrize(
+    ("what", "needles"),
+    [
+        ("traffic by model and status", ["sum by (model, status) (rate(llmserve_requests_total"]),
+        (
+            "latency p50/p95/p99",
+            quantiles("model, le", "llmserve_request_latency_seconds", "0.5", "0.95", "0.99"),
+        ),
+        ("TTFT p50/p95", quantiles("model, le", "llmserve_time_to_first_token_seconds", "0.5", "0.95")),
+        (
+            "inter-token latency",
+            quantiles("model, le", "llmserve_inter_token_latency_seconds", "0.5", "0.95"),
+        ),
+        ("tokens/s in and out", ["sum by (model, type) (rate(llmserve_tokens_total"]),
+        ("cost per hour", ["rate(llmserve_cost_usd_total{", "* 3600"]),
+        ("cache hit rate", ["llmserve_cache_hits_total", "llmserve_cache_misses_total"]),
+        ("queue length and running", ["llmserve_queue_length", "llmserve_requests_running"]),
+        ("deployment health", ["llmserve_deployment_state", "llmserve_deployment_failures_total"]),
+        ("model loaded", ["llmserve_model_loaded"]),
+        ("gateway overhead p95", quantiles("le", "llmserve_overhead_seconds", "0.95")),
+    ],
+)
+def test_the_monitoring_plans_panels_are_there(
+    dashboard: dict[str, Any], what: str, needles: list[str]
+) -> None:
+    text = "\n".join(queries(dashboard))
+    missing = [needle for needle in needles if needle not in text]
+    assert not missing, f"{what}: no query contains {missing}"
+
+
+def test_every_query_is_valid_promql(dashboard: dict[str, Any], tmp_path: Path, renderer: ModuleType) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        unavailable("promtool is missing (apt-get install prometheus)")
+    variables = {"__rate_interval": "1m", "__interval": "15s", "model": ".*"}
+    rules = [
+        {"record": f"dashboard_query_{n}", "expr": renderer.substitute(expr, variables)}
+        for n, expr in enumerate(queries(dashboard))
+    ]
+    (tmp_path / "queries.yml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    done = subprocess.run(
+        [promtool, "check", "rules", "queries.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=PROMTOOL_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_query_reads_series_llmserve_exports(dashboard: dict[str, Any]) -> None:
+    used = {name for expr in queries(dashboard) for name in METRIC_NAME.findall(expr)}
+    assert used <= exported_series_names(), f"not exported: {sorted(used - exported_series_names())}"
+
+
+def test_the_renderer_fills_in_grafana_variables_and_legends(renderer: ModuleType) -> None:
+    expr = 'rate(x{model=~"$model"}[$__rate_interval]) + rate(y[${__rate_interval}])'
+    assert renderer.substitute(expr, {"model": ".*", "__rate_interval": "15s"}) == (
+        'rate(x{model=~".*"}[15s]) + rate(y[15s])'
+    )
+    assert (
+        renderer.legend("{{model}} {{ status }}", {"model": "tiny-chat", "status": "200"}) == "tiny-chat 200"
+    )
+    assert renderer.legend("{{model}}", {"job": "llmserve"}) == "job=llmserve"
+    assert renderer.format_value(0.25, "s") == "250 ms"
+    assert renderer.format_value(0.1, "percentunit") == "10%"
+    assert renderer.format_value(1234.5, "currencyUSD") == "$1,234.50"
+
+
+class _Exporter(BaseHTTPRequestHandler):
+    metrics: Metrics
+
+    def do_GET(self) -> None:
+        body, content_type = self.metrics.render()
+        self.send_response(200 if self.path == "/metrics" else 404)
+        self.send_header("content-type", content_type)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def live_metrics() -> Iterator[str]:
+    """A /metrics endpoint over llmserve's own Metrics, fed with traffic of every kind while it runs."""
+    metrics = Metrics(["tiny-chat"], ["tiny-chat", "openai-east"])
+    metrics.set_state_source(
+        lambda: StateSnapshot(
+            queue_length={"tiny-chat": 3},
+            running={"tiny-chat": 2},
+            deployment_states={"tiny-chat": "closed", "openai-east": "open"},
+            model_loaded={"tiny-chat": True},
+        )
+    )
+    stop = threading.Event()
+
+    def feed() -> None:
+        while not stop.wait(0.02):
+            metrics.observe_request("tiny-chat", "/v1/chat/completions", "200", 0.4)
+            metrics.observe_request("tiny-chat", "/v1/chat/completions", "502", 1.2)
+            metrics.observe_first_token("tiny-chat", 0.08)
+            metrics.observe_inter_token("tiny-chat", 0.02)
+            metrics.add_tokens("tiny-chat", 12, 20)
+            metrics.add_cost("tiny-chat", Decimal("0.001"))
+            metrics.cache_result("exact", hit=True)
+            metrics.cache_result("exact", hit=False)
+            metrics.observe_overhead(0.002)
+            metrics.rate_limited("tiny-chat")
+            metrics.guardrail_block("prompt_injection")
+            metrics.deployment_failure("openai-east")
+
+    handler = type("Exporter", (_Exporter,), {"metrics": metrics})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threads = [threading.Thread(target=server.serve_forever, daemon=True), threading.Thread(target=feed)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+        threads[1].join()
+
+
+@pytest.mark.e2e
+def test_the_renderer_draws_every_panel_from_a_real_prometheus(live_metrics: str, tmp_path: Path) -> None:
+    if shutil.which("prometheus") is None:
+        unavailable("prometheus is missing (apt-get install prometheus)")
+    if not CHROMIUM.exists():
+        unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    out, page = tmp_path / "dashboard.png", tmp_path / "dashboard.html"
+    command = [sys.executable, str(RENDERER), "--llmserve", live_metrics, "--minutes", "0.1"]
+    command += ["--scrape-interval", "1", "--out", str(out), "--html", str(page)]
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    assert done.returncode == 0, done.stderr
+    assert "15/15 panels with data" in done.stderr
+    assert out.read_bytes().startswith(PNG_MAGIC)
+    html = page.read_text()
+    assert "No data" not in html
+    for title in ("Requests / s", "Request latency p50 / p95 / p99", "Deployment circuit breakers"):
+        assert title in html
+    assert ">open<" in html and ">loaded<" in html  # the state timelines' value mappings
+    assert time.monotonic() - started < 60
