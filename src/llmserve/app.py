@@ -21,6 +21,7 @@ from llmserve.api.routes import metrics as metrics_routes
 from llmserve.config import Settings
 from llmserve.observability.metrics import Metrics, StateSnapshot
 from llmserve.observability.metrics_middleware import MetricsMiddleware
+from llmserve.observability.tracing import setup_tracing
 from llmserve.providers.http import UpstreamHTTP
 from llmserve.services.accounting import Accounting
 from llmserve.services.admission import Admission
@@ -76,7 +77,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             database=database,
             registry=registry,
             conversations=conversations,
-            chat=ChatService(registry, conversations, accounting, admission, metrics=metrics),
+            chat=ChatService(
+                registry,
+                conversations,
+                accounting,
+                admission,
+                metrics=metrics,
+                log_payloads=settings.observability.log_payloads,
+            ),
             usage=usage,
             keys=KeyService(database, settings),
             health=health,
@@ -108,6 +116,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if usage is not None:  # rows still waiting are written before the database goes away
             await usage.close()
         await database.dispose()
+        if app.state.tracing is not None:  # flush the spans still batched
+            await app.state.tracing.aclose()
 
 
 def _metrics_state(registry: ModelRegistry, queue: AdmissionQueue | None) -> Callable[[], StateSnapshot]:
@@ -160,6 +170,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     # Built here, not in the lifespan: the middleware below needs it; the lifespan hands it to Services.
     app.state.metrics = Metrics.from_settings(settings) if settings.observability.metrics else None
+    app.state.tracing = setup_tracing(settings)
     install_error_handlers(app)
     # Every API route checks the caller's key (when auth is on); /admin needs an admin key;
     # /health and /ready stay open for load balancers and orchestrators.
@@ -169,6 +180,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(metrics_routes.router)  # open, like /health: scrapers carry no key
     for router in (admin.router, keys.router):
         app.include_router(router, dependencies=[Depends(require_admin)])
+    if app.state.tracing is not None:  # innermost: it names spans from the matched route
+        from llmserve.observability.tracing_middleware import TracingMiddleware
+
+        app.add_middleware(TracingMiddleware, handle=app.state.tracing)
     if settings.server.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -78,8 +78,12 @@ def _load(inputs: dict[str, Any]) -> Settings:
 def worker_app() -> Any:
     """uvicorn factory for multi-worker serving."""
     from llmserve.app import create_app
+    from llmserve.observability.logging import configure_logging
 
-    return create_app(_load(json.loads(os.environ[_WORKER_INPUTS_ENV])))
+    settings = _load(json.loads(os.environ[_WORKER_INPUTS_ENV]))
+    # Workers are spawned, not forked: they set up logging themselves.
+    configure_logging(settings.server.log_level, settings.observability.log_format)
+    return create_app(settings)
 
 
 @app.command()
@@ -109,7 +113,7 @@ def serve(
     except UnsupportedProvider as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from exc
-    configure_logging(settings.server.log_level)
+    configure_logging(settings.server.log_level, settings.observability.log_format)
     _log_auth(settings)
     common: dict[str, Any] = {
         "host": settings.server.host,

@@ -15,8 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from llmserve.api.middleware import request_id_var
 from llmserve.api.sse import sse_event
 from llmserve.errors import LLMServeError
+from llmserve.observability.events import log_llm_error
+from llmserve.observability.metrics import current_model
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +55,24 @@ def payload_for(exc: BaseException) -> dict[str, Any]:
     return error_payload("Internal server error", "internal_error", code="internal_error")
 
 
+def _log_error(exc: BaseException, status: int) -> None:
+    """The seed's ``llm_error`` event: what failed, for whom, never the request's text."""
+    log_llm_error(
+        logger,
+        request_id=request_id_var.get(),
+        key_id=None,
+        model=current_model.get() or None,
+        error_type=type(exc).__name__,
+        status=status,
+        message=exc.message if isinstance(exc, LLMServeError) else "Internal server error",
+    )
+
+
 def stream_error_event(exc: BaseException) -> bytes:
     """For failures after the first streamed byte: the status line is gone, so send it as an event."""
     if not isinstance(exc, LLMServeError):
         logger.exception("stream failed", exc_info=exc)
+    _log_error(exc, exc.status_code if isinstance(exc, LLMServeError) else 500)
     return sse_event(payload_for(exc))
 
 
@@ -75,6 +92,8 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     if retry_after is None and exc.status_code in (429, 503):
         retry_after = 1
     # Retry-After is whole seconds (RFC 9110); round up so clients never come back too early.
+    if exc.status_code >= 429 or exc.status_code == 413:  # upstream, limit and capacity failures
+        _log_error(exc, exc.status_code)
     headers = dict(exc.headers or {})
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
@@ -95,6 +114,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    _log_error(exc, 500)
     return JSONResponse(payload_for(exc), 500)
 
 

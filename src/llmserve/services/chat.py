@@ -9,6 +9,7 @@ deployment down) become proper HTTP errors and failover stays invisible to the c
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -17,7 +18,16 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from llmserve.errors import ConversationNotFound
+from llmserve.observability.events import log_llm_request, log_llm_response
 from llmserve.observability.metrics import Metrics, current_model
+from llmserve.observability.tracing import (
+    current_span,
+    operation_name,
+    record_route,
+    record_usage,
+    request_attributes,
+    span,
+)
 from llmserve.providers.base import (
     ChatInput,
     ChatMessage,
@@ -40,6 +50,8 @@ from llmserve.services.request_context import RequestContext
 
 if TYPE_CHECKING:
     from llmserve.guardrails import OutputMasker
+
+logger = logging.getLogger(__name__)
 
 CACHE_DEPLOYMENT = "cache"
 
@@ -117,6 +129,7 @@ class ChatService:
         conversations: ConversationService,
         accounting: Accounting | None = None,
         admission: Admission | None = None,
+        log_payloads: bool = False,
         *,
         metrics: Metrics | None = None,
     ) -> None:
@@ -124,6 +137,7 @@ class ChatService:
         self.conversations = conversations
         self.accounting = accounting or Accounting(registry)
         self.admission = admission
+        self.log_payloads = log_payloads  # prompt and answer text in llm_* events (PII masked)
         self.metrics = metrics
 
     async def chat(
@@ -268,6 +282,48 @@ class ChatService:
         current_model.set(group)
         return group, await self.registry.embed(group, texts)
 
+    def _log_request(
+        self, group: str, request: GenerationInput, ctx: RequestContext, *, stream: bool
+    ) -> None:
+        log_llm_request(
+            logger,
+            request_id=ctx.request_id,
+            key_id=ctx.principal.key_id,
+            model=group,
+            endpoint="chat" if isinstance(request, ChatInput) else "completions",
+            stream=stream,
+            prompt_messages=request.messages if isinstance(request, ChatInput) else request.prompt,
+            log_payloads=self.log_payloads,
+        )
+
+    def _log_response(
+        self,
+        ctx: RequestContext,
+        route: RouteInfo,
+        usage: Usage,
+        cache_status: str,
+        latency_ms: float,
+        ttft_ms: float | None,
+        completion: Completion | None,
+    ) -> None:
+        billed, cost = self.accounting.billed(route, usage, cache_status)
+        log_llm_response(
+            logger,
+            request_id=ctx.request_id,
+            key_id=ctx.principal.key_id,
+            model=route.group,
+            deployment=route.deployment,
+            input_tokens=billed.prompt_tokens,
+            output_tokens=billed.completion_tokens,
+            cost_usd=float(cost),
+            latency_ms=round(latency_ms, 2),
+            ttft_ms=None if ttft_ms is None else round(ttft_ms, 2),
+            cache_status=cache_status,
+            attempts=route.attempts,
+            completion_text=completion.choices[0].text if completion and completion.choices else None,
+            log_payloads=self.log_payloads,
+        )
+
     def _observe_overhead(self, route: RouteInfo, started: float) -> None:
         if self.metrics is not None:  # what x-llmserve-overhead-ms says, in seconds
             self.metrics.observe_overhead(gateway_overhead_ms(route, started) / 1000)
@@ -280,22 +336,31 @@ class ChatService:
     async def _answer(
         self, group: str, request: GenerationInput, ctx: RequestContext, started: float
     ) -> _Answer:
-        admitted = await self._admit(group, request, ctx)
+        _trace_request(group, request)
+        self._log_request(group, request, ctx, stream=False)
+        with span("llmserve.admission"):
+            admitted = await self._admit(group, request, ctx)
         if admitted is not None:
             request = admitted.request
         try:
-            hit = await self.accounting.lookup(group, request, ctx)
+            with span("llmserve.cache.lookup") as lookup:
+                hit = await self.accounting.lookup(group, request, ctx)
+                if lookup is not None:
+                    lookup.set_attribute("llmserve.cache_status", hit.kind if hit else "miss")
             if hit is not None:
                 route = RouteInfo(group=hit.group, deployment=CACHE_DEPLOYMENT, attempts=0)
                 answer = _Answer(hit.completion, route, hit.kind, hit.similarity)
             else:
-                completion, route = await self.registry.router.complete(group, request)
+                with span("llmserve.route", **{"llmserve.model_group": group}):
+                    completion, route = await self.registry.router.complete(group, request)
                 answer = _Answer(completion, route, "miss", None)
         except BaseException:
             if admitted is not None:
                 await admitted.settle(None, Decimal(0))
             raise
         usage = answer.completion.usage
+        record_route(current_span(), answer.route, answer.cache_status)
+        record_usage(current_span(), usage, [c.finish_reason for c in answer.completion.choices])
         if admitted is not None:
             billed, cost = self.accounting.billed(answer.route, usage, answer.cache_status)
             await admitted.settle(billed, cost)
@@ -304,21 +369,29 @@ class ChatService:
             await self.accounting.remember(group, request, ctx, answer.completion, answer.route.group)
         latency_ms = (time.perf_counter() - started) * 1000
         await self.accounting.charge(ctx, answer.route, usage, answer.cache_status, latency_ms)
+        self._log_response(ctx, answer.route, usage, answer.cache_status, latency_ms, None, answer.completion)
         if admitted is not None:  # output guardrails: what leaves llmserve is masked
             answer.completion = _masked(answer.completion, admitted)
         return answer
 
     async def _open(self, group: str, request: GenerationInput, ctx: RequestContext) -> _Opened:
-        admitted = await self._admit(group, request, ctx)
+        _trace_request(group, request)
+        self._log_request(group, request, ctx, stream=True)
+        with span("llmserve.admission"):
+            admitted = await self._admit(group, request, ctx)
         if admitted is not None:
             request = admitted.request
         try:
-            hit = await self.accounting.lookup(group, request, ctx)
+            with span("llmserve.cache.lookup") as lookup:
+                hit = await self.accounting.lookup(group, request, ctx)
+                if lookup is not None:
+                    lookup.set_attribute("llmserve.cache_status", hit.kind if hit else "miss")
             if hit is not None:
                 route = RouteInfo(group=hit.group, deployment=CACHE_DEPLOYMENT, attempts=0)
                 return _Opened(replay(hit.completion), route, hit.kind, hit.similarity, admitted)
             # The router hands the stream back once its first event is in hand: failover happens before.
-            events, route = await self.registry.router.stream(group, request)
+            with span("llmserve.route", **{"llmserve.model_group": group}):
+                events, route = await self.registry.router.stream(group, request)
         except BaseException:
             if admitted is not None:
                 await admitted.settle(None, Decimal(0))
@@ -365,9 +438,12 @@ class ChatService:
         maskers = _Maskers(admitted)
         timed = self.metrics if stream.cache_status == "miss" else None  # a replay's pace says nothing
         last: float | None = None
+        first_token_at: float | None = None
         try:
             async for event in events:
                 stream.collected.feed(event)
+                if first_token_at is None and isinstance(event, Delta) and event.text:
+                    first_token_at = time.perf_counter()
                 if timed is not None and isinstance(event, Delta) and event.text:
                     now = time.perf_counter()
                     if last is None:
@@ -387,12 +463,18 @@ class ChatService:
                     await admitted.settle(None, Decimal(0))
                 else:
                     await admitted.settle(*self.accounting.billed(stream.route, usage, stream.cache_status))
+        record_route(current_span(), stream.route, stream.cache_status)
+        record_usage(current_span(), stream.collected.usage)
         # Only a stream that ran to its end is stored; a client that left gets nothing half-written.
         usage = stream.collected.usage
         if usage is None:
             return
         latency_ms = (time.perf_counter() - stream.started) * 1000
         await self.accounting.charge(ctx, stream.route, usage, stream.cache_status, latency_ms)
+        ttft_ms = None if first_token_at is None else (first_token_at - stream.started) * 1000
+        self._log_response(
+            ctx, stream.route, usage, stream.cache_status, latency_ms, ttft_ms, stream.collected.completion()
+        )
         completion = stream.collected.completion()
         if stream.cache_status == "miss" and completion is not None:
             await self.accounting.remember(group, request, ctx, completion, stream.model)
@@ -425,6 +507,11 @@ class ChatService:
             reply_id=message_id,
         )
         return conversation_id
+
+
+def _trace_request(group: str, request: GenerationInput) -> None:
+    if (current := current_span()) is not None:
+        current.set_attributes(request_attributes(group, request.options, operation=operation_name(request)))
 
 
 def _masked(completion: Completion, admitted: Pass) -> Completion:
