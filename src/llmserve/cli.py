@@ -23,6 +23,8 @@ from llmserve.config import BUNDLED_MODEL_ID, ConfigError, Settings, load_settin
 if TYPE_CHECKING:
     from llmserve.services.keys import ApiKeyInfo, KeyService
 
+WORKER_HEALTHCHECK_TIMEOUT_S = 60
+
 app = typer.Typer(help="llmserve: any LLM as a production Web API.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -126,7 +128,15 @@ def serve(
     if settings.server.workers > 1:
         os.environ[_WORKER_INPUTS_ENV] = json.dumps(inputs)
         with _shared_metrics_dir(settings.observability.metrics):
-            uvicorn.run("llmserve.cli:worker_app", factory=True, workers=settings.server.workers, **common)
+            uvicorn.run(
+                "llmserve.cli:worker_app",
+                factory=True,
+                workers=settings.server.workers,
+                # uvicorn kills a worker that misses a 5 s health ping; a worker importing torch and
+                # loading a model on a busy 2-core machine can miss it and get its connections reset.
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_S,
+                **common,
+            )
     else:
         uvicorn.run(create_app(settings), **common)
 
