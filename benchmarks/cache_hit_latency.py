@@ -73,6 +73,7 @@ DIMENSIONS = 384
 WARMUP = 50
 STORE_CONCURRENCY = 64
 COLD_CONCURRENCY = 4
+HEADER = ("cache", "lookups", "p50 µs", "p99 µs", "mean µs")
 READY_TIMEOUT_S = 120.0
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -195,12 +196,18 @@ async def time_lookups(
 async def store_all(cache: ResponseCache, requests: Sequence[CacheRequest], answer: CachedAnswer) -> None:
     """Store every request's answer, ``STORE_CONCURRENCY`` at a time (Redis round trips overlap)."""
     queue = iter(requests)
+    stopped = False
 
     async def worker() -> None:
         for request in queue:
+            if stopped:  # redis-py can swallow a cancellation: a cancelled worker must still stop
+                return
             await cache.store(request, answer)
 
-    await asyncio.gather(*(worker() for _ in range(STORE_CONCURRENCY)))
+    try:
+        await asyncio.gather(*(worker() for _ in range(STORE_CONCURRENCY)))
+    finally:
+        stopped = True
 
 
 @contextlib.asynccontextmanager
@@ -213,7 +220,11 @@ async def redis_prefix(url: str | None) -> AsyncIterator[str]:
         if url:
             client = connect_redis(url, timeout=30)
             try:
-                await delete_matching(client, f"{glob_escape(prefix)}:*")
+                # Again until nothing is left: after an interruption, writes already sent may still land.
+                for _ in range(10):
+                    if not await delete_matching(client, f"{glob_escape(prefix)}:*"):
+                        break
+                    await asyncio.sleep(0.5)
             finally:
                 await client.aclose()
 
@@ -478,47 +489,41 @@ def redis_available(url: str) -> str:
     return ""
 
 
-async def main_async(args: argparse.Namespace, workdir: Path) -> None:
-    redis_url: str | None = None if args.no_redis else args.redis_url
-    if redis_url and (problem := redis_available(redis_url)):
-        print(f"Redis at {redis_url} unavailable ({problem}): Redis rows skipped")
-        redis_url = None
-    header = ["cache", "lookups", "p50 µs", "p99 µs", "mean µs"]
-    if not args.skip_hits:
-        minilm, vectors, close = await minilm_vectors()
-        try:
-            print("\n## 1. Hit latency per cache: ResponseCache.lookup in process, one answer cached\n")
-            hits = await part_hits(workdir, redis_url, args.lookups, minilm, vectors)
-            print(table(header, [timing.cells() for timing in hits]))
-        finally:
-            await close()
-    if not args.skip_http:
-        print(
-            f"\n## 2. End to end over HTTP: live server, tiny-chat, {args.http_requests} requests in turn\n"
-        )
-        runs = part_http(workdir, args.http_requests)
-        rows = [
-            [
-                run.name,
-                f"{len(run.client_ms):,}",
-                f"{statistics.median(run.client_ms):.2f}",
-                f"{percentile(run.client_ms, 0.99):.2f}",
-                f"{statistics.median(run.server_ms):.2f}",
-            ]
-            for run in runs
+async def print_hits(args: argparse.Namespace, workdir: Path, redis_url: str | None) -> None:
+    minilm, vectors, close = await minilm_vectors()
+    try:
+        print("\n## 1. Hit latency per cache: ResponseCache.lookup in process, one answer cached\n")
+        hits = await part_hits(workdir, redis_url, args.lookups, minilm, vectors)
+        print(table(HEADER, [timing.cells() for timing in hits]))
+    finally:
+        await close()
+
+
+def print_http(args: argparse.Namespace, workdir: Path) -> None:
+    print(f"\n## 2. End to end over HTTP: live server, tiny-chat, {args.http_requests} requests in turn\n")
+    runs = part_http(workdir, args.http_requests)
+    rows = [
+        [
+            run.name,
+            f"{len(run.client_ms):,}",
+            f"{statistics.median(run.client_ms):.2f}",
+            f"{percentile(run.client_ms, 0.99):.2f}",
+            f"{statistics.median(run.server_ms):.2f}",
         ]
-        print(table(["request", "requests", "client p50 ms", "client p99 ms", "server p50 ms"], rows))
-    if not args.skip_large:
-        print(
-            f"\n## 3. Lookups with {args.entries:,} entries (semantic: one scope, {DIMENSIONS}-d vectors)\n"
-        )
-        large = await part_large(workdir, redis_url, args.entries, args.lookups)
-        print(table(header, [timing.cells() for timing in large.timings]))
-        print()
-        for name, seconds in large.fill_s.items():
-            print(f"- filling {name} with {args.entries:,} entries (ResponseCache.store): {seconds:.1f} s")
-        for name, milliseconds in large.first_lookup_ms.items():
-            print(f"- {name}: {milliseconds:,.1f} ms")
+        for run in runs
+    ]
+    print(table(["request", "requests", "client p50 ms", "client p99 ms", "server p50 ms"], rows))
+
+
+async def print_large(args: argparse.Namespace, workdir: Path, redis_url: str | None) -> None:
+    print(f"\n## 3. Lookups with {args.entries:,} entries (semantic: one scope, {DIMENSIONS}-d vectors)\n")
+    large = await part_large(workdir, redis_url, args.entries, args.lookups)
+    print(table(HEADER, [timing.cells() for timing in large.timings]))
+    print()
+    for name, seconds in large.fill_s.items():
+        print(f"- filling {name} with {args.entries:,} entries (ResponseCache.store): {seconds:.1f} s")
+    for name, milliseconds in large.first_lookup_ms.items():
+        print(f"- {name}: {milliseconds:,.1f} ms")
 
 
 def main() -> None:
@@ -532,12 +537,24 @@ def main() -> None:
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-large", action="store_true")
     args = parser.parse_args()
+    # A SIGTERM (``timeout``, a CI runner) unwinds like Ctrl-C: asyncio.run cancels the running part, whose
+    # cleanup deletes its Redis keys; the synchronous HTTP part gets a KeyboardInterrupt and stops its server.
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    redis_url: str | None = None if args.no_redis else args.redis_url
+    if redis_url and (problem := redis_available(redis_url)):
+        print(f"Redis at {redis_url} unavailable ({problem}): Redis rows skipped")
+        redis_url = None
     cpu = platform.processor() or platform.machine()
     print(
         f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
     )
     with tempfile.TemporaryDirectory(prefix="llmserve-cache-bench-") as workdir:
-        asyncio.run(main_async(args, Path(workdir)))
+        if not args.skip_hits:
+            asyncio.run(print_hits(args, Path(workdir), redis_url))
+        if not args.skip_http:
+            print_http(args, Path(workdir))
+        if not args.skip_large:
+            asyncio.run(print_large(args, Path(workdir), redis_url))
 
 
 if __name__ == "__main__":

@@ -7,20 +7,21 @@
 
 (a) **Per call**, in one event loop: ``Accounting.charge`` as ``ChatService`` calls it after every answer
 (look up the deployment's config, price the tokens as a ``Decimal``, build the ``UsageRecord``, and
-``UsageLedger.record``, which appends to the in-memory buffer), timed one call at a time, then each of
-those steps alone. The deployment is an ``openai`` one for ``gpt-4o-mini`` (priced from the built-in
-table: the longest-prefix search a remote deployment pays) in a registry of ``--groups`` model groups.
-The writer is not started here, so nothing is written while this is timed; the rows are then written
-with ``flush()`` and timed too: that is the work the background writer does off the request path (but
-on the same event loop and cores), per row, in batches of ``usage.batch_size``.
+``UsageLedger.record``, which appends to the in-memory buffer), timed one call at a time; then the same
+call without a ledger (it still prices the call, for the metrics), and each of the steps alone. The
+deployment is an ``openai`` one for ``gpt-4o-mini`` (priced from the built-in table: the longest-prefix
+search a remote deployment pays) in a registry of ``--groups`` model groups. The writer is not started
+here, so nothing is written while this is timed; the rows are then written with ``flush()`` and timed
+too: that is the work the background writer does off the request path (but on the same event loop and
+cores), per row, in batches of ``usage.batch_size``.
 
 (b) **Request latency on the ASGI app** (``create_app`` with the bundled tiny-chat, its lifespan run in
 this process, an ``httpx.AsyncClient`` over ``ASGITransport``: no sockets), ledger on (the app as built,
-background writer running) vs off (the same app with ``ChatService(registry, conversations,
-Accounting(registry, cache=<the app's cache>, ledger=None))`` swapped in). Two fast request paths keep
-the model's time small and steady: an exact cache hit, and a 1-token generation with the cache
-skipped (``cache: {"no-cache": true, "no-store": true}``). ``--rounds`` rounds of ``--block``
-requests on, then off (the order alternating per round), after a warm-up of each.
+background writer running) vs off (the same app with a shallow copy of its ``ChatService`` swapped in,
+whose ``Accounting`` is a copy with ``ledger=None``: cache, admission and metrics stay as they are).
+Two fast request paths keep the model's time small and steady: an exact cache hit, and a 1-token
+generation with the cache skipped (``cache: {"no-cache": true, "no-store": true}``). ``--rounds`` rounds
+of ``--block`` requests on, then off (the order alternating per round), after a warm-up of each.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import os
 import platform
 import statistics
@@ -53,7 +55,6 @@ from llmserve.providers.base import Usage
 from llmserve.providers.http import UpstreamHTTP
 from llmserve.routing.router import RouteInfo
 from llmserve.services.accounting import Accounting
-from llmserve.services.chat import ChatService
 from llmserve.services.models import ModelRegistry
 from llmserve.services.pricing import cost_usd
 from llmserve.services.request_context import RequestContext
@@ -152,18 +153,24 @@ async def per_call(settings: Settings, count: int) -> PerCall:
         async def charge(_: int) -> None:
             await accounting.charge(ctx, route, usage, "miss", 12.5)
 
-        rows.append(us_row("Accounting.charge (all of the below)", await timed(count, charge)))
+        rows.append(us_row("Accounting.charge, ledger on (the steps below)", await timed(count, charge)))
         started = time.perf_counter()
         flushed_rows = ledger.pending
         await ledger.flush()
         flush_s = time.perf_counter() - started
+        unledgered = Accounting(registry, cache=None, ledger=None)
+
+        async def charge_off(_: int) -> None:
+            await unledgered.charge(ctx, route, usage, "miss", 12.5)
+
+        rows.append(us_row("Accounting.charge, ledger off (pricing only)", await timed(count, charge_off)))
 
         async def lookup(_: int) -> None:
             registry.deployment_config(route.deployment)
 
         rows.append(
             us_row(
-                f"of which registry.deployment_config ({settings_groups(settings)} groups)",
+                f"step: registry.deployment_config ({settings_groups(settings)} groups)",
                 await timed(count, lookup),
             )
         )
@@ -171,7 +178,7 @@ async def per_call(settings: Settings, count: int) -> PerCall:
         async def price(_: int) -> None:
             cost_usd(config, usage.prompt_tokens, usage.completion_tokens)
 
-        rows.append(us_row("of which pricing.cost_usd (built-in table)", await timed(count, price)))
+        rows.append(us_row("step: pricing.cost_usd (built-in table)", await timed(count, price)))
         cost = cost_usd(config, usage.prompt_tokens, usage.completion_tokens)
 
         async def build(_: int) -> None:
@@ -189,7 +196,7 @@ async def per_call(settings: Settings, count: int) -> PerCall:
                 tokens_estimated=False,
             )
 
-        rows.append(us_row("of which UsageRecord(...) (incl. its created_at)", await timed(count, build)))
+        rows.append(us_row("step: UsageRecord(...) (incl. its created_at)", await timed(count, build)))
         record = UsageRecord(
             request_id=ctx.request_id,
             model=GROUP,
@@ -203,7 +210,7 @@ async def per_call(settings: Settings, count: int) -> PerCall:
         bare = UsageLedger(database, settings.usage)
         rows.append(
             us_row(
-                "of which UsageLedger.record (append to the buffer)",
+                "step: UsageLedger.record (append to the buffer)",
                 await timed(count, lambda _: bare.record(record)),
             )
         )
@@ -235,9 +242,9 @@ async def request_latency(settings: Settings, rounds: int, block: int) -> tuple[
         assert services.usage is not None, "the app builds a ledger"
         cache = services.chat.accounting.cache
         assert cache is not None, "the exact cache is on"
-        off_chat = ChatService(
-            services.registry, services.conversations, Accounting(services.registry, cache, None)
-        )
+        off_chat = copy.copy(services.chat)  # the same pipeline (cache, admission, metrics) ...
+        off_chat.accounting = copy.copy(services.chat.accounting)
+        off_chat.accounting.ledger = None  # ... without the ledger
         ledger_off = replace(services, chat=off_chat)
         before = sum(row.requests for row in await services.usage.report())
         transport = httpx.ASGITransport(app=app)
