@@ -1,3 +1,3 @@
 """Shared test configuration. Database fixtures live in the ``tests.fixtures_db`` plugin."""
 
-pytest_plugins = ["tests.fixtures_db", "tests.live_server"]
+pytest_plugins = ["tests.fixtures_db", "tests.fixtures_redis", "tests.live_server"]

@@ -41,7 +41,7 @@ from llmserve.providers.base import (
     Usage,
 )
 from llmserve.routing.router import RouteInfo
-from llmserve.services.accounting import Accounting
+from llmserve.services.accounting import Accounting, CacheLookup
 from llmserve.services.admission import Admission, Pass
 from llmserve.services.answers import StreamCollector, replay
 from llmserve.services.conversations import ConversationService, Turn
@@ -208,19 +208,7 @@ class ChatService:
         current_model.set(group)
         request = await self.accounting.fit(group, request)
         opened = await self._open(group, request, ctx)
-        stream = ChatStream(
-            opened.route.group,
-            uuid.uuid4().hex,
-            conversation_id,
-            int(time.time()),
-            opened.events,
-            opened.route,
-            started,
-            opened.cache_status,
-            opened.similarity,
-            admitted=opened.admitted,
-            headers=opened.admitted.headers if opened.admitted else {},
-        )
+        stream = _new_stream(opened, conversation_id, started)
         persist = store or conversation_id is not None
         stream.events = self._tracked(stream, group, request, ctx, opened.events, new_turns, persist)
         self._observe_overhead(opened.route, started)
@@ -260,19 +248,7 @@ class ChatService:
         group = self.registry.route_group(model, request, None)
         current_model.set(group)
         opened = await self._open(group, request, ctx)
-        stream = ChatStream(
-            opened.route.group,
-            uuid.uuid4().hex,
-            None,
-            int(time.time()),
-            opened.events,
-            opened.route,
-            started,
-            opened.cache_status,
-            opened.similarity,
-            admitted=opened.admitted,
-            headers=opened.admitted.headers if opened.admitted else {},
-        )
+        stream = _new_stream(opened, None, started)
         stream.events = self._tracked(stream, group, request, ctx, opened.events, [], False)
         self._observe_overhead(opened.route, started)
         return stream
@@ -333,11 +309,13 @@ class ChatService:
             return None
         return await self.admission.enter(ctx.principal, ctx.tenant, group, request, ctx.priority)
 
-    async def _answer(
-        self, group: str, request: GenerationInput, ctx: RequestContext, started: float
-    ) -> _Answer:
+    async def _admit_and_look_up(
+        self, group: str, request: GenerationInput, ctx: RequestContext, *, stream: bool
+    ) -> tuple[Pass | None, GenerationInput, CacheLookup | None]:
+        """Shared by answers and streams: trace and log the request, admit it (guardrails may rewrite
+        it), then look in the cache. A failed lookup gives the admission back."""
         _trace_request(group, request)
-        self._log_request(group, request, ctx, stream=False)
+        self._log_request(group, request, ctx, stream=stream)
         with span("llmserve.admission"):
             admitted = await self._admit(group, request, ctx)
         if admitted is not None:
@@ -347,6 +325,17 @@ class ChatService:
                 hit = await self.accounting.lookup(group, request, ctx)
                 if lookup is not None:
                     lookup.set_attribute("llmserve.cache_status", hit.kind if hit else "miss")
+        except BaseException:
+            if admitted is not None:
+                await admitted.settle(None, Decimal(0))
+            raise
+        return admitted, request, hit
+
+    async def _answer(
+        self, group: str, request: GenerationInput, ctx: RequestContext, started: float
+    ) -> _Answer:
+        admitted, request, hit = await self._admit_and_look_up(group, request, ctx, stream=False)
+        try:
             if hit is not None:
                 route = RouteInfo(group=hit.group, deployment=CACHE_DEPLOYMENT, attempts=0)
                 answer = _Answer(hit.completion, route, hit.kind, hit.similarity)
@@ -375,20 +364,11 @@ class ChatService:
         return answer
 
     async def _open(self, group: str, request: GenerationInput, ctx: RequestContext) -> _Opened:
-        _trace_request(group, request)
-        self._log_request(group, request, ctx, stream=True)
-        with span("llmserve.admission"):
-            admitted = await self._admit(group, request, ctx)
-        if admitted is not None:
-            request = admitted.request
+        admitted, request, hit = await self._admit_and_look_up(group, request, ctx, stream=True)
+        if hit is not None:
+            route = RouteInfo(group=hit.group, deployment=CACHE_DEPLOYMENT, attempts=0)
+            return _Opened(replay(hit.completion), route, hit.kind, hit.similarity, admitted)
         try:
-            with span("llmserve.cache.lookup") as lookup:
-                hit = await self.accounting.lookup(group, request, ctx)
-                if lookup is not None:
-                    lookup.set_attribute("llmserve.cache_status", hit.kind if hit else "miss")
-            if hit is not None:
-                route = RouteInfo(group=hit.group, deployment=CACHE_DEPLOYMENT, attempts=0)
-                return _Opened(replay(hit.completion), route, hit.kind, hit.similarity, admitted)
             # The router hands the stream back once its first event is in hand: failover happens before.
             with span("llmserve.route", **{"llmserve.model_group": group}):
                 events, route = await self.registry.router.stream(group, request)
@@ -507,6 +487,22 @@ class ChatService:
             reply_id=message_id,
         )
         return conversation_id
+
+
+def _new_stream(opened: _Opened, conversation_id: str | None, started: float) -> ChatStream:
+    return ChatStream(
+        opened.route.group,
+        uuid.uuid4().hex,
+        conversation_id,
+        int(time.time()),
+        opened.events,
+        opened.route,
+        started,
+        opened.cache_status,
+        opened.similarity,
+        admitted=opened.admitted,
+        headers=opened.admitted.headers if opened.admitted else {},
+    )
 
 
 def _trace_request(group: str, request: GenerationInput) -> None:

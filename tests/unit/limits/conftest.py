@@ -7,7 +7,6 @@ fails it under ``CI=true`` (the rule of ``tests/fixtures_db.py``).
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -15,9 +14,7 @@ from datetime import datetime
 import pytest
 
 from llmserve.cache.stores import connect_redis, delete_matching, glob_escape
-from tests.fixtures_db import _unavailable
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.fixtures_redis import DEFAULT_REDIS_URL  # noqa: F401 - re-exported for benchmarks
 
 
 class FakeClock:
@@ -46,31 +43,6 @@ class FakeCalendar:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-@pytest.fixture(scope="session")
-def redis_problem() -> str:
-    """Why the Redis server cannot be used ("" when it answers PING)."""
-    url = os.environ.get("LLMSERVE_TEST_REDIS_URL", DEFAULT_REDIS_URL)
-    try:
-        import redis
-    except ImportError:
-        return "redis-py is not installed (pip install 'llmserve[redis]')"
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        return f"Redis unreachable at {url}: {type(exc).__name__}: {exc}"
-    finally:
-        client.close()
-    return ""
-
-
-@pytest.fixture
-def redis_url(redis_problem: str) -> str:
-    if redis_problem:
-        _unavailable(redis_problem)
-    return os.environ.get("LLMSERVE_TEST_REDIS_URL", DEFAULT_REDIS_URL)
 
 
 @pytest.fixture
