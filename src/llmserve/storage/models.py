@@ -13,7 +13,9 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -208,3 +210,93 @@ class ApiKeyRow(Base):
 
     def __repr__(self) -> str:  # never the hash
         return f"ApiKeyRow(id={self.id!r}, name={self.name!r}, role={self.role!r})"
+
+
+# Ids we mint: a prefix and 24-32 hex digits; batch lines: the batch id, a dot and the line number.
+JOB_ID_LENGTH = 64
+CUSTOM_ID_LENGTH = 512
+
+
+class FileRow(Base):
+    """An uploaded batch input, or a batch's output / error file; the bytes live in the row so every
+    replica and worker sees them without shared disk."""
+
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(JOB_ID_LENGTH), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    filename: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    bytes: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class BatchRow(Base):
+    """An OpenAI-style batch: its lines are JobRows with ``batch_id`` set."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(JOB_ID_LENGTH), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
+    key_id: Mapped[str | None] = mapped_column(String(KEY_ID_LENGTH))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    input_file_id: Mapped[str] = mapped_column(String(JOB_ID_LENGTH))
+    completion_window: Mapped[str] = mapped_column(String(16))
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    errors: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    output_file_id: Mapped[str | None] = mapped_column(String(JOB_ID_LENGTH))
+    error_file_id: Mapped[str | None] = mapped_column(String(JOB_ID_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    in_progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finalizing_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancelling_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class JobRow(Base):
+    """One unit of queued work: an async job, one batch line, or a batch's prepare / finalize step.
+
+    The row is the source of truth; a broker only carries its id. A worker claims a row by setting
+    ``lease_owner`` and ``lease_until`` and keeps renewing the lease while it runs; a row whose lease
+    ran out (its worker died) is claimed again. Results are written only while the row is unfinished,
+    and (batch_id, custom_id) is unique, so a redelivered line can never produce a second answer.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "custom_id"),
+        Index("ix_jobs_batch_id_status", "batch_id", "status"),
+        Index("ix_jobs_status_priority", "status", "priority", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(JOB_ID_LENGTH), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    batch_id: Mapped[str | None] = mapped_column(String(JOB_ID_LENGTH))
+    line: Mapped[int | None] = mapped_column(Integer)
+    custom_id: Mapped[str | None] = mapped_column(String(CUSTOM_ID_LENGTH))
+    owner: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
+    key_id: Mapped[str | None] = mapped_column(String(KEY_ID_LENGTH))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    body: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[Any] = mapped_column(JSON, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID_LENGTH))
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    callback_state: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -16,7 +16,16 @@ from sqlalchemy.engine import Connection
 from llmserve.storage.db import Database, alembic_config
 from llmserve.storage.models import Base
 
-ALL_TABLES = {"alembic_version", "api_keys", "conversations", "messages", "usage_ledger"}
+ALL_TABLES = {
+    "alembic_version",
+    "api_keys",
+    "batches",
+    "conversations",
+    "files",
+    "jobs",
+    "messages",
+    "usage_ledger",
+}
 
 
 def _head() -> str:
