@@ -172,3 +172,11 @@ class GuardrailViolation(LLMServeError):
         super().__init__(message, param=None)
         self.rule = rule
         self.status_code = status_code
+
+
+class Conflict(LLMServeError):
+    """The resource is not in a state that allows this (e.g. cancelling a finished job)."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    code = "conflict"

@@ -17,7 +17,7 @@ from starlette.requests import HTTPConnection
 from llmserve.api.deps import Services
 from llmserve.errors import Forbidden, NotFound, Unauthorized
 from llmserve.services.keys import KeyService
-from llmserve.services.principal import ANONYMOUS_PRINCIPAL, Principal
+from llmserve.services.principal import ANONYMOUS_PRINCIPAL, INTERNAL_PRINCIPAL_SCOPE_KEY, Principal
 
 # RFC 9110: a 401 says which scheme would work.
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="llmserve"'}
@@ -52,6 +52,9 @@ def _unauthorized(message: str, code: str) -> Unauthorized:
 
 
 async def _principal(connection: HTTPConnection) -> Principal:
+    internal = connection.scope.get(INTERNAL_PRINCIPAL_SCOPE_KEY)
+    if isinstance(internal, Principal):  # a queued job run in process as its owner (jobs/invoke.py)
+        return internal
     keys = _key_service(connection)
     if keys is None or not keys.enabled:
         return ANONYMOUS_PRINCIPAL

@@ -13,7 +13,7 @@ from llmserve.providers.base import ChatMessage, GenerationOptions
 from llmserve.schemas.common import SeedTurn
 from llmserve.schemas.openai import CacheControl, ChatCompletionRequest, CompletionRequest, SamplingFields
 from llmserve.schemas.seed import SeedChatRequest
-from llmserve.services.principal import ANONYMOUS_PRINCIPAL, Principal
+from llmserve.services.principal import ANONYMOUS_PRINCIPAL, PRIORITY_FLOOR_SCOPE_KEY, Principal
 from llmserve.services.request_context import ANONYMOUS, RequestContext
 
 
@@ -122,6 +122,9 @@ def request_context(
         token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
         tenant = "key:" + hashlib.sha256(token.encode()).hexdigest()[:24] if token else ANONYMOUS
         api_key = tenant if token else None
+    floor = http_request.scope.get(PRIORITY_FLOOR_SCOPE_KEY)
+    if isinstance(floor, int):  # batch and async work never outranks interactive traffic
+        priority = max(priority, floor) if priority is not None else floor
     return RequestContext(
         tenant=tenant,
         request_id=request_id_var.get(),

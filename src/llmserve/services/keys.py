@@ -253,6 +253,15 @@ class KeyService:
             raise Unauthorized("This API key has expired")
         return entry.principal
 
+    async def principal_by_id(self, key_id: str) -> Principal:
+        """The Principal a queued job runs as: its owner's key as it is now (revoked keys stop work)."""
+        key = await self.get(key_id)
+        if key.revoked_at is not None:
+            raise Unauthorized("The API key that submitted this work has been revoked")
+        if key.expired(utcnow()):
+            raise Unauthorized("The API key that submitted this work has expired")
+        return self.principal_for(key)
+
     def principal_for(self, key: ApiKeyInfo) -> Principal:
         """The key as the pipeline sees it: its own limits over ``limits.per_key``."""
         defaults = self._settings.limits.per_key

@@ -43,3 +43,8 @@ class Principal:
 
 
 ANONYMOUS_PRINCIPAL = Principal()
+
+# ASGI scope keys that only server code sets (the jobs runner calling the app in process): who a
+# queued request runs as, and the lowest priority it may run at. HTTP clients cannot reach the scope.
+INTERNAL_PRINCIPAL_SCOPE_KEY = "llmserve.principal"
+PRIORITY_FLOOR_SCOPE_KEY = "llmserve.priority_floor"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -228,7 +229,8 @@ class FileRow(Base):
     purpose: Mapped[str] = mapped_column(String(32))
     filename: Mapped[str] = mapped_column(String(NAME_LENGTH))
     bytes: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
-    content: Mapped[bytes] = mapped_column(LargeBinary)
+    # Deferred: listings and metadata lookups never load the bytes.
+    content: Mapped[builtins.bytes] = mapped_column(LargeBinary, deferred=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -1,0 +1,61 @@
+"""The Files API (OpenAI's shape): batch inputs in, batch outputs out. Each tenant sees its own."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+
+from llmserve.api.convert import request_context
+from llmserve.api.deps import JobsDep
+from llmserve.errors import InvalidRequest
+from llmserve.schemas.batches import FileDeleted, FileList, FileObject
+
+router = APIRouter(prefix="/v1", tags=["files"])
+
+
+@router.post("/files", response_model=FileObject)
+async def upload_file(
+    request: Request,
+    jobs: JobsDep,
+    file: Annotated[UploadFile, File(description="JSONL, one request per line")],
+    purpose: Annotated[str, Form()],
+) -> FileObject:
+    content = await file.read(jobs.files.max_bytes + 1)
+    if len(content) > jobs.files.max_bytes:
+        raise InvalidRequest(
+            f"The file is larger than the limit of {jobs.files.max_bytes} bytes", param="file"
+        )
+    owner = request_context(request).tenant
+    return FileObject.of(await jobs.files.create(owner, purpose, file.filename or "", content))
+
+
+@router.get("/files", response_model=FileList)
+async def list_files(
+    request: Request,
+    jobs: JobsDep,
+    purpose: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
+) -> FileList:
+    files = await jobs.files.list_for(request_context(request).tenant, purpose, limit)
+    return FileList(data=[FileObject.of(info) for info in files])
+
+
+@router.get("/files/{file_id}", response_model=FileObject)
+async def get_file(file_id: str, request: Request, jobs: JobsDep) -> FileObject:
+    return FileObject.of(await jobs.files.get(request_context(request).tenant, file_id))
+
+
+@router.get("/files/{file_id}/content")
+async def get_file_content(file_id: str, request: Request, jobs: JobsDep) -> Response:
+    info, content = await jobs.files.content(request_context(request).tenant, file_id)
+    disposition = f'attachment; filename="{info.filename}"'
+    return Response(content, media_type="application/jsonl", headers={"content-disposition": disposition})
+
+
+@router.delete("/files/{file_id}", response_model=FileDeleted)
+async def delete_file(file_id: str, request: Request, jobs: JobsDep) -> FileDeleted:
+    info = await jobs.files.delete(request_context(request).tenant, file_id)
+    return FileDeleted(id=info.id)

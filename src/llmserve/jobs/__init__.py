@@ -1,0 +1,1 @@
+"""Async jobs, batches, the job queue and its workers."""
