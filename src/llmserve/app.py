@@ -16,9 +16,11 @@ from llmserve.api.auth import authenticate, require_admin
 from llmserve.api.deps import Services
 from llmserve.api.errors import install_error_handlers
 from llmserve.api.middleware import BodySizeLimitMiddleware, JsonBodyMiddleware, RequestIdMiddleware
-from llmserve.api.routes import admin, health, keys, openai, seed, tokens, ws
+from llmserve.api.routes import admin, batches, files, health, jobs, keys, openai, seed, tokens, ws
 from llmserve.api.routes import metrics as metrics_routes
 from llmserve.config import Settings
+from llmserve.jobs.wiring import build_jobs
+from llmserve.jobs.worker import JobWorker, drain
 from llmserve.observability.metrics import Metrics, StateSnapshot
 from llmserve.observability.metrics_middleware import MetricsMiddleware
 from llmserve.observability.tracing import setup_tracing
@@ -61,6 +63,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     usage: UsageLedger | None = None
     accounting: Accounting | None = None
     closers: list[Callable[[], Awaitable[None]]] = []
+    job_worker: JobWorker | None = None
     try:
         await database.upgrade()
         conversations = ConversationService(database)
@@ -72,7 +75,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis_url = settings.limits.redis_url or settings.cache.redis_url or settings.redis_url
         health = DependencyChecks(database, redis_url)
         closers.append(health.close)
+        keys = KeyService(database, settings)
+        jobs = build_jobs(app, settings, database, keys)
         app.state.services = Services(
+            jobs=jobs,
             settings=settings,
             database=database,
             registry=registry,
@@ -86,10 +92,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 log_payloads=settings.observability.log_payloads,
             ),
             usage=usage,
-            keys=KeyService(database, settings),
+            keys=keys,
             health=health,
             metrics=metrics,
         )
+        await jobs.worker.start()
+        job_worker = jobs.worker
         if metrics is not None:
             metrics.set_state_source(_metrics_state(registry, admission.queue))
         if settings.engine.preload:
@@ -104,6 +112,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         yield
     finally:
+        await drain(job_worker)  # first: running units use every service below
         if idle_task is not None:
             idle_task.cancel()
             await asyncio.gather(idle_task, return_exceptions=True)
@@ -174,7 +183,8 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     # Every API route checks the caller's key (when auth is on); /admin needs an admin key;
     # /health and /ready stay open for load balancers and orchestrators.
-    for router in (openai.router, tokens.router, seed.router, seed.simple_router, ws.router):
+    api_routers = (openai.router, tokens.router, files.router, batches.router, jobs.router)
+    for router in (*api_routers, seed.router, seed.simple_router, ws.router):
         app.include_router(router, dependencies=[Depends(authenticate)])
     app.include_router(health.router)
     app.include_router(metrics_routes.router)  # open, like /health: scrapers carry no key
@@ -192,7 +202,12 @@ def create_app(settings: Settings) -> FastAPI:
             allow_headers=["*"],
         )
     app.add_middleware(JsonBodyMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.server.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.server.max_body_bytes,
+        # Multipart overhead on top of the largest file allowed.
+        path_limits={"/v1/files": settings.jobs.max_file_bytes + 64 * 1024},
+    )
     if app.state.metrics is not None:  # outside the size limit: its 413s are counted too
         app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)

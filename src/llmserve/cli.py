@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from llmserve.cli_batch import batch_app
 from llmserve.config import BUNDLED_MODEL_ID, ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ keys_app = typer.Typer(
     help="API keys, straight in the database (the server need not run).", no_args_is_help=True
 )
 app.add_typer(keys_app, name="keys")
+app.add_typer(batch_app, name="batch")
 err = Console(stderr=True)
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -379,6 +381,11 @@ def keys_revoke(
     revoked = _run_with_keys(config, data_dir, lambda keys: keys.revoke(key_id))
     assert revoked.revoked_at is not None
     err.print(f"revoked key {revoked.id} at {revoked.revoked_at.isoformat(timespec='seconds')}")
+
+
+from llmserve.cli_worker import worker  # noqa: E402  (it reuses the helpers above)
+
+app.command()(worker)
 
 
 def main() -> None:

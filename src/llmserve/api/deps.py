@@ -1,9 +1,14 @@
-"""FastAPI dependencies: the long-lived objects built in create_app(), looked up on app.state."""
+"""FastAPI dependencies: the long-lived objects built in create_app(), looked up on app.state.
+
+They are ``async def`` although they never await: FastAPI runs a plain ``def`` dependency in the
+thread pool, and that hand-off (a lock, a thread wake-up, the GIL back) cost more than the rest of
+the route's own work on the gateway benchmark (docs/benchmarks.md, "Gateway vs LiteLLM").
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request, WebSocket
 
@@ -18,6 +23,9 @@ from llmserve.services.models import ModelRegistry
 from llmserve.services.usage import UsageLedger
 from llmserve.storage.db import Database
 
+if TYPE_CHECKING:
+    from llmserve.jobs.wiring import Jobs
+
 
 @dataclass(frozen=True)
 class Services:
@@ -30,11 +38,16 @@ class Services:
     keys: KeyService | None = None
     health: DependencyChecks | None = None
     metrics: Metrics | None = None  # None: observability.metrics is off
+    jobs: Jobs | None = None  # async jobs, files and batches
 
 
-def _services(request: Request) -> Services:
+def _lookup(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
+
+
+async def _services(request: Request) -> Services:
+    return _lookup(request)
 
 
 def services_for_websocket(websocket: WebSocket) -> Services:
@@ -42,23 +55,30 @@ def services_for_websocket(websocket: WebSocket) -> Services:
     return services
 
 
-def _chat(request: Request) -> ChatService:
-    return _services(request).chat
+async def _chat(request: Request) -> ChatService:
+    return _lookup(request).chat
 
 
-def _conversations(request: Request) -> ConversationService:
-    return _services(request).conversations
+async def _conversations(request: Request) -> ConversationService:
+    return _lookup(request).conversations
 
 
-def _registry(request: Request) -> ModelRegistry:
-    return _services(request).registry
+async def _registry(request: Request) -> ModelRegistry:
+    return _lookup(request).registry
 
 
-def _usage(request: Request) -> UsageLedger:
-    ledger = _services(request).usage
+async def _usage(request: Request) -> UsageLedger:
+    ledger = _lookup(request).usage
     if ledger is None:
         raise NotFound("The usage ledger is not enabled on this server", code="usage_disabled")
     return ledger
+
+
+async def _jobs(request: Request) -> Jobs:
+    jobs = _lookup(request).jobs
+    if jobs is None:
+        raise NotFound("Async jobs and batches are not enabled on this server", code="jobs_disabled")
+    return jobs
 
 
 ServicesDep = Annotated[Services, Depends(_services)]
@@ -66,3 +86,4 @@ ChatServiceDep = Annotated[ChatService, Depends(_chat)]
 ConversationServiceDep = Annotated[ConversationService, Depends(_conversations)]
 RegistryDep = Annotated[ModelRegistry, Depends(_registry)]
 UsageLedgerDep = Annotated[UsageLedger, Depends(_usage)]
+JobsDep = Annotated["Jobs", Depends(_jobs)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from contextvars import ContextVar
 
 import orjson
@@ -48,21 +49,26 @@ class BodySizeLimitMiddleware:
     """413 for bodies over the limit, checked on Content-Length and again while the body streams in
     (chunked uploads declare no length)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, path_limits: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # Uploads (POST /v1/files) take far larger bodies than a chat request may.
+        self.path_limits = dict(path_limits or {})
 
-    @property
-    def message(self) -> str:
-        return f"Request body is larger than the limit of {self.max_body_bytes} bytes"
+    @staticmethod
+    def message(limit: int) -> str:
+        return f"Request body is larger than the limit of {limit} bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope["path"], self.max_body_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._reject(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(send, limit)
             return
         received = 0
 
@@ -71,18 +77,18 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > limit:
                     # FastAPI re-raises HTTPException from body parsing; api/errors.py renders it.
-                    raise HTTPException(status_code=413, detail=self.message)
+                    raise HTTPException(status_code=413, detail=self.message(limit))
             return message
 
         await self.app(scope, limited_receive, send)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, send: Send, limit: int) -> None:
         body = orjson.dumps(
             {
                 "error": {
-                    "message": self.message,
+                    "message": self.message(limit),
                     "type": "invalid_request_error",
                     "param": None,
                     "code": "request_too_large",

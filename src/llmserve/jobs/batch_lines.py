@@ -37,10 +37,13 @@ class BatchFileError(ValueError):
 
 def parse_input(content: bytes, endpoint: str, max_lines: int) -> list[InputLine]:
     try:
-        text = content.decode("utf-8")
+        text = content.decode("utf-8-sig")  # a leading byte-order mark is not part of line 1
     except UnicodeDecodeError as exc:
         raise BatchFileError(f"The input file is not UTF-8 text: {exc}", "invalid_file") from exc
-    lines = [(number, raw) for number, raw in enumerate(text.splitlines(), start=1) if raw.strip()]
+    # Lines end at "\n" (or "\r\n") only: str.splitlines() would also split at U+2028, U+2029 and
+    # U+0085, which JSON allows unescaped inside strings (orjson and JSON.stringify write them so).
+    raw_lines = (raw.removesuffix("\r") for raw in text.split("\n"))
+    lines = [(number, raw) for number, raw in enumerate(raw_lines, start=1) if raw.strip()]
     if not lines:
         raise BatchFileError("The input file has no request lines", "empty_file")
     if len(lines) > max_lines:

@@ -269,6 +269,15 @@ class BatchService:
                 values.update(status=COMPLETED, completed_at=now)
             await batches.transition(batch_id, [row.status], values)
 
+    async def finalize_stalled(self) -> list[str]:
+        """Finalize units for running batches that have no unfinished line left."""
+        async with self._db.session(readonly=True) as session, session.begin():
+            batch_ids = await BatchRepository(session).ids_in([IN_PROGRESS, CANCELLING])
+        kick: list[str] = []
+        for batch_id in batch_ids:
+            kick += await self.line_finished(batch_id)
+        return kick
+
     async def expire_overdue(self) -> list[str]:
         """Batches past their completion window: stop their queued lines, then finalise as expired."""
         now = utcnow()

@@ -29,7 +29,7 @@ STREAM_MAXLEN = 1_000_000
 class Broker(Protocol):
     needs_kicks_for_recovery: bool
 
-    async def start(self) -> None: ...
+    async def start(self, consume: bool) -> None: ...
 
     async def kick(self, job_ids: Sequence[str]) -> None: ...
 
@@ -50,7 +50,7 @@ class DatabaseBroker:
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()
 
-    async def start(self) -> None:
+    async def start(self, consume: bool) -> None:
         return None
 
     async def kick(self, job_ids: Sequence[str]) -> None:
@@ -97,13 +97,16 @@ class TaskiqBroker:
     def __init__(self, settings: JobSettings, url: str) -> None:
         self._handler: Handler | None = None
         self._broker = _make_broker(settings, url)
-        self._task = self._broker.register_task(self._run, task_name=TASK_NAME)
 
-    async def _run(self, job_id: str) -> None:
-        if self._handler is not None:
-            await self._handler(job_id)
+        async def run_unit(job_id: str) -> None:  # a plain function: taskiq renames what it registers
+            if self._handler is not None:
+                await self._handler(job_id)
 
-    async def start(self) -> None:
+        self._task = self._broker.register_task(run_unit, task_name=TASK_NAME)
+
+    async def start(self, consume: bool) -> None:
+        # A consumer opens its read connection at startup (taskiq-aio-pika); a producer does not.
+        self._broker.is_worker_process = consume
         await self._broker.startup()
 
     async def kick(self, job_ids: Sequence[str]) -> None:
@@ -138,8 +141,17 @@ def _forget(running: dict[str, asyncio.Task[None]], job_id: str) -> Callable[[as
 def _make_broker(settings: JobSettings, url: str) -> Any:
     if settings.broker == "rabbitmq":
         from taskiq_aio_pika import AioPikaBroker
+        from taskiq_aio_pika.exchange import Exchange
+        from taskiq_aio_pika.queue import Queue
 
-        return AioPikaBroker(url, queue_name=settings.queue_name, qos=settings.worker_concurrency)
+        # One durable exchange and queue per queue_name, so several deployments can share a vhost.
+        return AioPikaBroker(
+            url,
+            qos=settings.worker_concurrency,
+            exchange=Exchange(name=settings.queue_name),
+            task_queues=[Queue(name=settings.queue_name)],
+            dead_letter_queue=Queue(name=f"{settings.queue_name}.dead_letter"),
+        )
     return _reclaiming_stream_broker(settings, url)
 
 

@@ -92,6 +92,7 @@ class UnitRunner:
         self._webhooks = webhooks
         self._lease = timedelta(seconds=settings.lease_seconds)
         self._deliveries: set[asyncio.Task[None]] = set()
+        self._pending_kicks: dict[str, list[str]] = {}
 
     async def run(self, job_id: str) -> None:
         unit = await self._claim(job_id)
@@ -100,7 +101,10 @@ class UnitRunner:
         work = asyncio.create_task(self._execute(unit))
         try:
             await self._hold_lease(unit, work)
-            await work
+            written = await work
+            # Not under the lease: once the outcome is stored the unit is finished, and a renewal
+            # would (rightly) find it no longer running.
+            await self._follow_up(unit, written)
         except LeaseLost:
             logger.info("job unit %s is no longer ours (cancelled or taken over); dropped", unit.id)
         except Exception:
@@ -145,7 +149,7 @@ class UnitRunner:
             await self._kick(await self._batches.line_finished(gave_up))
         return None
 
-    async def _hold_lease(self, unit: Unit, work: asyncio.Task[None]) -> None:
+    async def _hold_lease(self, unit: Unit, work: asyncio.Task[bool]) -> None:
         """Renews the lease every third of its length while ``work`` runs; cancels it when lost."""
         interval = self._settings.lease_seconds / 3
         while not work.done():
@@ -156,6 +160,8 @@ class UnitRunner:
             async with self._db.session() as session, session.begin():
                 held = await JobRepository(session).renew(unit.id, self.worker_id, now + self._lease)
             if not held:
+                if work.done():  # it finished (and so let the lease go) while we renewed
+                    return
                 work.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await work
@@ -165,25 +171,29 @@ class UnitRunner:
         async with self._db.session() as session, session.begin():
             await JobRepository(session).release(job_id, self.worker_id, None)
 
-    async def _execute(self, unit: Unit) -> None:
+    async def _execute(self, unit: Unit) -> bool:
+        """Runs the unit and writes its outcome; True when this call wrote it (it may have been
+        finished or cancelled meanwhile). Follow-ups happen in ``_follow_up``, outside the lease."""
         if unit.kind == PREPARE and unit.batch_id is not None:
-            kick = await self._batches.prepare(unit.batch_id)
-            await self._finish(unit.id, {"status": COMPLETED})
-            await self._kick(kick)
-        elif unit.kind == FINALIZE and unit.batch_id is not None:
+            self._pending_kicks[unit.id] = await self._batches.prepare(unit.batch_id)
+            return await self._finish(unit.id, {"status": COMPLETED})
+        if unit.kind == FINALIZE and unit.batch_id is not None:
             await self._batches.finalize(unit.batch_id)
-            await self._finish(unit.id, {"status": COMPLETED})
-        elif unit.kind in (LINE, REQUEST):
-            outcome = await self._call(unit)
-            written = await self._finish(unit.id, outcome)
-            if unit.kind == LINE and unit.batch_id is not None:
-                await self._kick(await self._batches.line_finished(unit.batch_id))
-            elif written and unit.callback_url:
-                self._notify(unit.id)
-        else:
-            await self._finish(
-                unit.id, {"status": FAILED, "error": {"code": "unknown_unit", "message": unit.kind}}
-            )
+            return await self._finish(unit.id, {"status": COMPLETED})
+        if unit.kind in (LINE, REQUEST):
+            return await self._finish(unit.id, await self._call(unit))
+        error = {"code": "unknown_unit", "message": f"Unknown unit kind {unit.kind!r}"}
+        return await self._finish(unit.id, {"status": FAILED, "error": error})
+
+    async def _follow_up(self, unit: Unit, written: bool) -> None:
+        """After the outcome is stored: kick what it unblocked (lines of a prepared batch, the
+        finalize step after a batch's last line) and send an async job's callback."""
+        kick = self._pending_kicks.pop(unit.id, [])
+        if unit.kind == LINE and unit.batch_id is not None:
+            kick += await self._batches.line_finished(unit.batch_id)
+        await self._kick(kick)
+        if unit.kind == REQUEST and written and unit.callback_url:
+            self._notify(unit.id)
 
     async def _finish(self, job_id: str, values: dict[str, Any]) -> bool:
         values = {"finished_at": utcnow(), **values}

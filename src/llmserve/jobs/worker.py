@@ -54,7 +54,7 @@ class JobWorker:
         self._last_stale_kick = 0.0
 
     async def start(self) -> None:
-        await self.broker.start()
+        await self.broker.start(self.consuming)
         if self.consuming:
             consumer = self.broker.consume(self.runner.run, self._settings.worker_concurrency)
             self._tasks.append(asyncio.create_task(consumer, name="jobs-consumer"))
@@ -87,6 +87,8 @@ class JobWorker:
         if self.broker.needs_kicks_for_recovery:
             await self.broker.kick(await self._stale_queued())
         await self._batches.expire_overdue()
+        # A batch whose last line's follow-up was lost (its worker died right after storing it).
+        await self.broker.kick(await self._batches.finalize_stalled())
         async with self._db.session() as session, session.begin():
             removed = await JobRepository(session).delete_expired(utcnow())
         if removed:
