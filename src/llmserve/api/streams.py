@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+
 from llmserve.api.errors import stream_error_event
 from llmserve.api.sse import DONE, sse_event
 from llmserve.providers.base import Delta, Usage
@@ -32,10 +34,12 @@ async def openai_chat_sse(stream: ChatStream, *, n: int, include_usage: bool) ->
     }
     if include_usage:
         base["usage"] = None
+    # "choices" is the last key of every chunk: the rest is encoded once per stream, not per token.
+    head = b"data: " + orjson.dumps(base)[:-1] + b',"choices":['
 
     def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        return sse_event({**base, "choices": [choice]})
+        return head + orjson.dumps(choice) + b"]}\n\n"
 
     try:
         for index in range(n):

@@ -154,7 +154,7 @@ def encode(line: dict[str, Any]) -> bytes:
 
 def read_output_lines(text: str) -> Iterator[dict[str, Any]]:
     """The readable lines of an output file; a torn last line (a crash mid-write) is skipped."""
-    for raw in text.splitlines():
+    for raw in text.split("\n"):
         try:
             line = orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -101,9 +101,13 @@ class AsyncJobService:
         async with self._db.session() as session, session.begin():
             jobs = JobRepository(session)
             row = await _owned(jobs, owner, job_id)
-            if row.status != CANCELLED and not await jobs.cancel(job_id, utcnow()):
+            if row.status == CANCELLED:
+                return job_payload(row)
+            now = utcnow()
+            if not await jobs.cancel(job_id, now):
                 raise Conflict(f"Job {job_id} is already {row.status}; it cannot be cancelled")
             await session.refresh(row)
+            row.expires_at = now + timedelta(seconds=self._settings.result_ttl_seconds)
             return job_payload(row)
 
 

@@ -91,8 +91,11 @@ class UnitRunner:
         self._keys = keys
         self._webhooks = webhooks
         self._lease = timedelta(seconds=settings.lease_seconds)
+        self._retention = timedelta(seconds=settings.result_ttl_seconds)
         self._deliveries: set[asyncio.Task[None]] = set()
         self._pending_kicks: dict[str, list[str]] = {}
+        # Lines that left no unfinished line in their batch when stored: their follow-up finalises.
+        self._last_lines: set[str] = set()
 
     async def run(self, job_id: str) -> None:
         unit = await self._claim(job_id)
@@ -134,14 +137,15 @@ class UnitRunner:
         gave_up: str | None = None
         async with self._db.session() as session, session.begin():
             jobs = JobRepository(session)
-            if not await jobs.claim(job_id, self.worker_id, now, now + self._lease):
-                return None
-            row = await jobs.get(job_id)
+            row = await jobs.claim(job_id, self.worker_id, now, now + self._lease)
             if row is None:
                 return None
             if row.attempts > self._settings.max_attempts * 2:  # it keeps killing workers: stop
                 error = {"code": "too_many_attempts", "message": f"Gave up after {row.attempts - 1} attempts"}
-                await jobs.finish(job_id, {"status": FAILED, "error": error, "finished_at": now})
+                values = {"status": FAILED, "error": error, "finished_at": now}
+                if row.kind == REQUEST:
+                    values["expires_at"] = now + self._retention
+                await jobs.finish(job_id, values)
                 gave_up = row.batch_id if row.kind == LINE else None
             else:
                 return Unit.from_row(row)
@@ -181,7 +185,10 @@ class UnitRunner:
             await self._batches.finalize(unit.batch_id)
             return await self._finish(unit.id, {"status": COMPLETED})
         if unit.kind in (LINE, REQUEST):
-            return await self._finish(unit.id, await self._call(unit))
+            outcome = await self._call(unit)
+            if unit.kind == REQUEST:  # kept result_ttl_seconds from now, not from when it was queued
+                outcome["expires_at"] = utcnow() + self._retention
+            return await self._finish(unit.id, outcome, unit.batch_id)
         error = {"code": "unknown_unit", "message": f"Unknown unit kind {unit.kind!r}"}
         return await self._finish(unit.id, {"status": FAILED, "error": error})
 
@@ -189,16 +196,22 @@ class UnitRunner:
         """After the outcome is stored: kick what it unblocked (lines of a prepared batch, the
         finalize step after a batch's last line) and send an async job's callback."""
         kick = self._pending_kicks.pop(unit.id, [])
-        if unit.kind == LINE and unit.batch_id is not None:
+        if unit.kind == LINE and unit.batch_id is not None and unit.id in self._last_lines:
+            self._last_lines.discard(unit.id)
             kick += await self._batches.line_finished(unit.batch_id)
         await self._kick(kick)
         if unit.kind == REQUEST and written and unit.callback_url:
             self._notify(unit.id)
 
-    async def _finish(self, job_id: str, values: dict[str, Any]) -> bool:
+    async def _finish(self, job_id: str, values: dict[str, Any], batch_id: str | None = None) -> bool:
+        """Stores the outcome; for a batch line, also notes (same transaction) whether it was the last."""
         values = {"finished_at": utcnow(), **values}
         async with self._db.session() as session, session.begin():
-            return await JobRepository(session).finish(job_id, values)
+            jobs = JobRepository(session)
+            written = await jobs.finish(job_id, values)
+            if batch_id is not None and written and not await jobs.unfinished_lines(batch_id):
+                self._last_lines.add(job_id)
+            return written
 
     async def _call(self, unit: Unit) -> dict[str, Any]:
         try:

@@ -24,6 +24,8 @@ from llmserve.observability.tracing import inject_trace_context
 # Statuses where another try may succeed; any other 4xx is the request's fault and is never retried.
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
 CREDENTIAL_STATUSES = frozenset({401, 403})
+# An SSE line may carry large tool-call arguments; one this long is a broken upstream, not a model.
+MAX_SSE_LINE_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,7 @@ class UpstreamHTTP:
             if response.status >= 400:
                 body = await _read_capped(response)
                 raise status_error(response.status, body, response.headers, deployment)
-            async for event in _sse_events(_lines(response), deployment, first_deadline, timeouts.idle):
+            async for event in _sse_events(response, deployment, first_deadline, timeouts.idle):
                 yield event
             finished = True
         finally:
@@ -149,11 +151,6 @@ class UpstreamHTTP:
                 response.release()  # read to the end: the connection goes back to the pool
             else:
                 response.close()  # abandoned mid-answer: drop the connection so the upstream stops
-
-
-async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
-    while line := await response.content.readline():
-        yield line.decode("utf-8", "replace").rstrip("\r\n")
 
 
 def _timeout(deployment: str, what: str) -> UpstreamError:
@@ -168,41 +165,59 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int = 65536) -> 
 
 
 async def _sse_events(
-    lines: AsyncIterator[str], deployment: str, first_deadline: float, idle: float
+    response: aiohttp.ClientResponse, deployment: str, first_deadline: float, idle: float
 ) -> AsyncIterator[SSEEvent]:
     """Parses SSE (event/data fields, a blank line dispatches). The first event must arrive by
-    ``first_deadline`` (time to first token), each later one within ``idle`` seconds of the last."""
+    ``first_deadline`` (time to first token), each later read within ``idle`` seconds of the last.
+
+    It reads whatever the socket has delivered and splits the lines itself: one await and one timer
+    per network read instead of per line, which for an upstream that sends many events in one
+    packet was most of the cost of relaying a stream."""
     event: str | None = None
     data: list[str] = []
     dispatched = False
+    pending = b""
     while True:
         wait = idle if dispatched else first_deadline - time.monotonic()
         try:
             async with asyncio.timeout(max(wait, 0.0)):
-                line = await anext(lines)
-        except StopAsyncIteration:
-            if data:
-                yield SSEEvent(event, "\n".join(data))
-            return
+                chunk = await response.content.readany()
         except TimeoutError as exc:
             what = "the stream stalled: no event" if dispatched else "no first token"
             raise _timeout(deployment, f"{what} within {max(wait, 0.0):.3g}s") from exc
         except aiohttp.ClientError as exc:
             raise transport_error(exc, deployment) from exc
-        if not line:
-            if data:
-                dispatched = True
-                yield SSEEvent(event, "\n".join(data))
-            event, data = None, []
-        elif line.startswith(":"):
-            continue  # comment / keep-alive
+        if not chunk:  # end of the body; a last line without its newline still counts
+            lines, pending = ([pending] if pending else []), b""
         else:
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "data":
-                data.append(value)
-            elif field == "event":
-                event = value
+            *lines, pending = (pending + chunk).split(b"\n")
+            if len(pending) > MAX_SSE_LINE_BYTES:
+                raise UpstreamError(
+                    f"{deployment}: an SSE line is longer than {MAX_SSE_LINE_BYTES} bytes",
+                    kind="protocol",
+                    retryable=True,
+                    deployment=deployment,
+                )
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").rstrip("\r")
+            if not line:
+                if data:
+                    dispatched = True
+                    yield SSEEvent(event, "\n".join(data))
+                event, data = None, []
+            elif line.startswith(":"):
+                continue  # comment / keep-alive
+            else:
+                field, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if field == "data":
+                    data.append(value)
+                elif field == "event":
+                    event = value
+        if not chunk:
+            if data:
+                yield SSEEvent(event, "\n".join(data))
+            return
 
 
 def transport_error(exc: aiohttp.ClientError, deployment: str) -> UpstreamError:

@@ -25,6 +25,11 @@ UNFINISHED = (QUEUED, RUNNING)
 FINISHED = (COMPLETED, FAILED, CANCELLED)
 
 
+# The UPDATEs here never touch rows this session holds, so the ORM need not evaluate them against
+# its identity map (the default 'auto' synchronisation cost more CPU than the statements).
+_NO_SYNC = {"synchronize_session": False}
+
+
 def _rowcount(result: Any) -> int:
     assert isinstance(result, CursorResult)
     return int(result.rowcount)
@@ -44,8 +49,9 @@ class JobRepository:
         found = await self.session.scalar(select(JobRow.id).where(JobRow.id == job_id))
         return found is not None
 
-    async def claim(self, job_id: str, worker: str, now: datetime, lease_until: datetime) -> bool:
-        """Takes a queued unit, or a running one whose worker stopped renewing its lease."""
+    async def claim(self, job_id: str, worker: str, now: datetime, lease_until: datetime) -> JobRow | None:
+        """Takes a queued unit, or a running one whose worker stopped renewing its lease; the row
+        as claimed, in the same round trip (UPDATE ... RETURNING), or None when it was not free."""
         result = await self.session.execute(
             update(JobRow)
             .where(JobRow.id == job_id, _claimable(now))
@@ -56,8 +62,10 @@ class JobRepository:
                 attempts=JobRow.attempts + 1,
                 started_at=func.coalesce(JobRow.started_at, now),
             )
+            .returning(JobRow)
+            .execution_options(**_NO_SYNC)
         )
-        return _rowcount(result) == 1
+        return result.scalar_one_or_none()
 
     async def claimable_ids(self, now: datetime, limit: int) -> list[str]:
         """Oldest first within the best priority (lowest number), as the admission queue orders."""
@@ -75,6 +83,7 @@ class JobRepository:
             update(JobRow)
             .where(JobRow.id == job_id, JobRow.status == RUNNING, JobRow.lease_owner == worker)
             .values(lease_until=lease_until)
+            .execution_options(**_NO_SYNC)
         )
         return _rowcount(result) == 1
 
@@ -84,6 +93,7 @@ class JobRepository:
             update(JobRow)
             .where(JobRow.id == job_id, JobRow.status.in_(UNFINISHED))
             .values(lease_owner=None, lease_until=None, **values)
+            .execution_options(**_NO_SYNC)
         )
         return _rowcount(result) == 1
 
@@ -93,6 +103,7 @@ class JobRepository:
             update(JobRow)
             .where(JobRow.id == job_id, JobRow.status == RUNNING, JobRow.lease_owner == worker)
             .values(status=QUEUED, lease_owner=None, lease_until=None, error=error)
+            .execution_options(**_NO_SYNC)
         )
         return _rowcount(result) == 1
 
@@ -119,6 +130,7 @@ class JobRepository:
             update(JobRow)
             .where(JobRow.id == job_id, JobRow.status.in_(UNFINISHED))
             .values(status=CANCELLED, finished_at=now, lease_owner=None, lease_until=None)
+            .execution_options(**_NO_SYNC)
         )
         return _rowcount(result) == 1
 
@@ -127,6 +139,7 @@ class JobRepository:
             update(JobRow)
             .where(JobRow.batch_id == batch_id, JobRow.kind == "line", JobRow.status == QUEUED)
             .values(status=CANCELLED, finished_at=now, error=error)
+            .execution_options(**_NO_SYNC)
         )
         return _rowcount(result)
 
@@ -136,7 +149,7 @@ class JobRepository:
             .where(JobRow.batch_id == batch_id, JobRow.kind == "line")
             .group_by(JobRow.status)
         )
-        return {status: int(count) for status, count in rows.tuples()}
+        return {status: int(count) for status, count in rows}
 
     async def line_counts_many(self, batch_ids: Sequence[str]) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {batch_id: {} for batch_id in batch_ids}
@@ -147,7 +160,7 @@ class JobRepository:
             .where(JobRow.batch_id.in_(batch_ids), JobRow.kind == "line")
             .group_by(JobRow.batch_id, JobRow.status)
         )
-        for batch_id, status, count in rows.tuples():
+        for batch_id, status, count in rows:
             if batch_id is not None:
                 counts[batch_id][status] = int(count)
         return counts
@@ -175,9 +188,13 @@ class JobRepository:
         return list(rows)
 
     async def delete_expired(self, now: datetime) -> int:
+        """Finished async jobs past their retention; a queued or running one is never taken away."""
         result = await self.session.execute(
             delete(JobRow).where(
-                JobRow.batch_id.is_(None), JobRow.expires_at.is_not(None), JobRow.expires_at < now
+                JobRow.batch_id.is_(None),
+                JobRow.status.in_(FINISHED),
+                JobRow.expires_at.is_not(None),
+                JobRow.expires_at < now,
             )
         )
         return _rowcount(result)

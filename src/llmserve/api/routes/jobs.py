@@ -9,12 +9,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from llmserve.api.convert import request_context
 from llmserve.api.deps import JobsDep
+from llmserve.api.errors import describe_validation
 from llmserve.errors import InvalidRequest
 from llmserve.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
@@ -34,9 +36,9 @@ async def _submit(
     try:
         parsed = schema.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(part) for part in first["loc"]) or None
-        raise InvalidRequest(f"{param}: {first['msg']}" if param else first["msg"], param=param) from exc
+        # Worded as the synchronous endpoint words the same mistake.
+        message, param = describe_validation(RequestValidationError(exc.errors()))
+        raise InvalidRequest(message, param=param) from exc
     if getattr(parsed, "stream", False):
         raise InvalidRequest("An async job cannot stream; poll GET /v1/jobs/{id} instead", param="stream")
     ctx = request_context(request)

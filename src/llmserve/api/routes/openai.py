@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import struct
 import time
+from typing import Any
 
+import orjson
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,13 +15,16 @@ from starlette.responses import Response
 from llmserve.api import convert
 from llmserve.api.deps import ChatServiceDep, RegistryDep
 from llmserve.api.sse import sse_response
-from llmserve.api.streams import openai_chat_sse, openai_completion_sse, route_headers, stream_headers
+from llmserve.api.streams import (
+    openai_chat_sse,
+    openai_completion_sse,
+    route_headers,
+    stream_headers,
+    usage_dict,
+)
 from llmserve.schemas.openai import (
-    AssistantMessageOut,
-    ChatChoiceOut,
     ChatCompletionRequest,
     ChatCompletionResponse,
-    CompletionChoiceOut,
     CompletionRequest,
     CompletionResponse,
     EmbeddingOut,
@@ -28,21 +33,16 @@ from llmserve.schemas.openai import (
     EmbeddingUsage,
     ModelList,
     ModelOut,
-    UsageOut,
 )
-from llmserve.services.chat import ChatResult
 from llmserve.services.models import ModelGroup
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
-def _usage(result: ChatResult) -> UsageOut:
-    usage = result.completion.usage
-    return UsageOut(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        total_tokens=usage.total_tokens,
-    )
+def json_response(payload: dict[str, Any], headers: dict[str, str]) -> Response:
+    """The answer encoded once with orjson. ``response_model`` still documents it (OpenAPI), but a
+    returned Response skips FastAPI's validate-then-serialize pass over what llmserve just built."""
+    return Response(orjson.dumps(payload), media_type="application/json", headers=headers)
 
 
 @router.post("/chat/completions", response_model=ChatCompletionResponse, response_model_exclude_none=False)
@@ -65,27 +65,34 @@ async def create_chat_completion(
             openai_chat_sse(stream, n=options.n, include_usage=include_usage), stream_headers(stream)
         )
     result = await chat.chat(messages, options, **kwargs)  # type: ignore[arg-type]
-    response.headers.update(route_headers(result))
+    headers = route_headers(result)
     if result.conversation_id:
-        response.headers["x-llmserve-conversation-id"] = result.conversation_id
+        headers["x-llmserve-conversation-id"] = result.conversation_id
     choices = [
-        ChatChoiceOut(
-            index=c.index,
-            message=AssistantMessageOut(
-                content=c.text if c.text or not c.tool_calls else None,
-                tool_calls=list(c.tool_calls) or None,
-            ),
-            finish_reason=c.finish_reason,
-        )
+        {
+            "index": c.index,
+            "message": {
+                "role": "assistant",
+                "content": c.text if c.text or not c.tool_calls else None,
+                "tool_calls": list(c.tool_calls) or None,
+            },
+            "finish_reason": c.finish_reason,
+            "logprobs": None,
+        }
         for c in result.completion.choices
     ]
-    return ChatCompletionResponse(
-        id=f"chatcmpl-{result.message_id}",
-        created=int(time.time()),
-        model=result.model,
-        choices=choices,
-        usage=_usage(result),
-        conversation_id=result.conversation_id,
+    return json_response(
+        {
+            "id": f"chatcmpl-{result.message_id}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": result.model,
+            "choices": choices,
+            "usage": usage_dict(result.completion.usage),
+            "system_fingerprint": None,
+            "conversation_id": result.conversation_id,
+        },
+        headers,
     )
 
 
@@ -103,19 +110,25 @@ async def create_completion(
             openai_completion_sse(stream, include_usage=include_usage), stream_headers(stream)
         )
     result = await chat.complete_text(prompt, options, body.model, ctx)
-    response.headers.update(route_headers(result))
     choices = [
-        CompletionChoiceOut(
-            index=c.index, text=(prompt + c.text) if body.echo else c.text, finish_reason=c.finish_reason
-        )
+        {
+            "index": c.index,
+            "text": (prompt + c.text) if body.echo else c.text,
+            "finish_reason": c.finish_reason,
+            "logprobs": None,
+        }
         for c in result.completion.choices
     ]
-    return CompletionResponse(
-        id=f"cmpl-{result.message_id}",
-        created=int(time.time()),
-        model=result.model,
-        choices=choices,
-        usage=_usage(result),
+    return json_response(
+        {
+            "id": f"cmpl-{result.message_id}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": result.model,
+            "choices": choices,
+            "usage": usage_dict(result.completion.usage),
+        },
+        route_headers(result),
     )
 
 
