@@ -227,7 +227,8 @@ def main(argv: list[str] | None = None) -> list[Result]:
     args = parser.parse_args(argv)
     results = []
     print(
-        f"# {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; {args.lines} lines"
+        f"# {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()};",
+        f"{args.lines} lines",
     )
     with fast_upstream() as upstream:
         plan = [] if args.no_embedded else [("embedded (SQLite, in-server worker)", "database", 0)]

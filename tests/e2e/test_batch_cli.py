@@ -1,7 +1,7 @@
 """``llmserve batch run`` as a user runs it: a subprocess, a JSONL file, a real server on a real socket.
 
 Against the live llmserve with its bundled model: a plain run, a bad line, resume, and the Batch API
-mode (skipped until the server has ``/v1/batches``). Against loopback upstreams that fail on demand:
+mode. Against loopback upstreams that fail on demand:
 retries on 429/5xx/resets, final 4xx, the server's cost header, and the Batch API protocol end to end.
 """
 
@@ -17,7 +17,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.e2e.batch_api_fake import FakeBatchApi
@@ -169,9 +168,6 @@ def test_missing_input_is_exit_code_2(tmp_path: Path) -> None:
 
 
 def test_via_batch_api_on_the_live_server(live_server: LiveServer, tmp_path: Path) -> None:
-    probe = httpx.post(f"{live_server.url}/v1/batches", json={}, timeout=30)
-    if probe.status_code == 404:
-        pytest.skip("the server side of the Batch API (POST /v1/batches) has not landed yet")
     source = write_jsonl(tmp_path / "in.jsonl", [chat_line(f"b{i}", f"batch {i}") for i in range(5)])
     out = tmp_path / "out.jsonl"
 

@@ -49,7 +49,7 @@ from llmserve.storage.jobs_repository import (
     FileRepository,
     JobRepository,
 )
-from llmserve.storage.models import BatchRow, utcnow
+from llmserve.storage.models import BatchRow, FileRow, utcnow
 
 Kick = Callable[[Sequence[str]], Awaitable[None]]
 
@@ -151,7 +151,9 @@ class BatchService:
             if row.status in (CANCELLING, CANCELLED):
                 pass
             elif row.status in (VALIDATING, IN_PROGRESS):
-                await batches.transition(batch_id, [row.status], {"status": CANCELLING, "cancelling_at": now})
+                cancelling = {"status": CANCELLING, "cancelling_at": now}
+                if not await batches.transition(batch_id, [row.status], cancelling):
+                    raise Conflict(f"Batch {batch_id} changed state meanwhile; ask again")
                 kick = await self._stop_lines(session, row, now, "batch_cancelled", "The batch was cancelled")
             else:
                 raise Conflict(f"Batch {batch_id} is already {row.status}; it cannot be cancelled")
@@ -185,6 +187,12 @@ class BatchService:
                     batch_id, [VALIDATING], {"status": FAILED, "failed_at": now, "errors": errors}
                 )
                 return []
+            # The transition first: it locks the batch row, so a cancel or an expiry racing this
+            # prepare either happened before (we lose it and queue nothing) or waits and then sees
+            # the lines it has to stop.
+            started = {"status": IN_PROGRESS, "in_progress_at": now, "total": len(lines)}
+            if not await batches.transition(batch_id, [VALIDATING], started):
+                return []
             priority = self._settings.batch_priority
             jobs.add_all(
                 request_row(
@@ -209,9 +217,6 @@ class BatchService:
                     line_id(batch_id, line.line),
                     {"status": FAILED, "error": line.error, "finished_at": now, "started_at": now},
                 )
-            await batches.transition(
-                batch_id, [VALIDATING], {"status": IN_PROGRESS, "in_progress_at": now, "total": len(lines)}
-            )
             queued = [line_id(batch_id, line.line) for line in lines if line.error is None]
             if not queued:
                 return await self._finalize_unit(session, row, now)
@@ -251,15 +256,15 @@ class BatchService:
             lines = await JobRepository(session).lines(batch_id)
             outputs = [output_line(line) for line in lines if succeeded(line)]
             errors = [output_line(line) for line in lines if not succeeded(line) and line.status != QUEUED]
-            files = FileRepository(session)
+            written: list[FileRow] = []
             values: dict[str, Any] = {}
             if outputs:
                 out = new_file_row(row.owner, OUTPUT_PURPOSE, f"{batch_id}_output.jsonl", jsonl(outputs))
-                files.add(out)
+                written.append(out)
                 values["output_file_id"] = out.id
             if errors:
                 err = new_file_row(row.owner, OUTPUT_PURPOSE, f"{batch_id}_error.jsonl", jsonl(errors))
-                files.add(err)
+                written.append(err)
                 values["error_file_id"] = err.id
             if row.status == CANCELLING:
                 values.update(status=CANCELLED, cancelled_at=now)
@@ -267,7 +272,12 @@ class BatchService:
                 values.update(status=EXPIRED)
             else:
                 values.update(status=COMPLETED, completed_at=now)
-            await batches.transition(batch_id, [row.status], values)
+            # Files only with the winning transition: a finalize that raced another and lost must
+            # not leave a second, unreferenced output file in the owner's file list.
+            if await batches.transition(batch_id, [row.status], values):
+                files = FileRepository(session)
+                for file_row in written:
+                    files.add(file_row)
 
     async def finalize_stalled(self) -> list[str]:
         """Finalize units for running batches that have no unfinished line left."""
