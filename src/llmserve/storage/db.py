@@ -90,6 +90,11 @@ def create_engine(url: str | URL, *, echo: bool = False, poolclass: type[Pool] |
     if parsed.get_backend_name() == "postgresql":
         # Replicas sit behind load balancers that drop idle connections; check before use.
         kwargs["pool_pre_ping"] = True
+        if poolclass is None:
+            # A job worker runs 16 units at once by default, each with a session at a time: with
+            # SQLAlchemy's default 5 kept connections the rest were opened and closed per use
+            # (3% of a worker's CPU in connects alone).
+            kwargs.update(pool_size=16, max_overflow=16)
     engine = create_async_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         _install_sqlite_hooks(engine)
