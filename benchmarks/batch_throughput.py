@@ -55,6 +55,19 @@ class Result:
 
 
 @contextmanager
+def slow_upstream(delay_s: float) -> Iterator[str]:
+    """An OpenAI-compatible upstream that takes ``delay_s`` per answer, like a real model API: the
+    case where more workers (or more concurrency per worker) buy throughput even on few cores."""
+    from tests.upstreams.openai_app import openai_server
+    from tests.upstreams.server import Fault
+
+    server = openai_server("bench")
+    server.fail_always(Fault("delay", delay_s=delay_s))
+    with server:
+        yield f"{server.url}/v1"
+
+
+@contextmanager
 def fast_upstream() -> Iterator[str]:
     receive, send = multiprocessing.Pipe(duplex=False)
     accepted = multiprocessing.Value("i", 0)
@@ -224,13 +237,20 @@ def main(argv: list[str] | None = None) -> list[Result]:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--brokers", nargs="+", default=["redis"], choices=["redis", "rabbitmq"])
     parser.add_argument("--no-embedded", action="store_true", help="skip the embedded (SQLite) scenario")
+    parser.add_argument(
+        "--upstream-delay-ms", type=float, default=0, help="answer after this long (0: the fast upstream)"
+    )
     args = parser.parse_args(argv)
     results = []
     print(
         f"# {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()};",
         f"{args.lines} lines",
     )
-    with fast_upstream() as upstream:
+    delay = args.upstream_delay_ms / 1000
+    print(
+        f"# upstream: {'fast (fixed body)' if not delay else f'{args.upstream_delay_ms:.0f} ms per answer'}"
+    )
+    with slow_upstream(delay) if delay else fast_upstream() as upstream:
         plan = [] if args.no_embedded else [("embedded (SQLite, in-server worker)", "database", 0)]
         plan += [(f"{b} + PostgreSQL, {n} worker(s)", b, n) for b in args.brokers for n in args.workers]
         for name, broker, workers in plan:

@@ -15,6 +15,7 @@ from llmserve import __version__
 from llmserve.api.auth import authenticate, require_admin
 from llmserve.api.deps import Services
 from llmserve.api.errors import install_error_handlers
+from llmserve.api.fast_routes import FastOpenAIRoutes
 from llmserve.api.middleware import BodySizeLimitMiddleware, JsonBodyMiddleware, RequestIdMiddleware
 from llmserve.api.routes import admin, batches, files, health, jobs, keys, openai, seed, tokens, ws
 from llmserve.api.routes import metrics as metrics_routes
@@ -190,7 +191,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(metrics_routes.router)  # open, like /health: scrapers carry no key
     for router in (admin.router, keys.router):
         app.include_router(router, dependencies=[Depends(require_admin)])
-    if app.state.tracing is not None:  # innermost: it names spans from the matched route
+    # Innermost: serves well-formed chat and completion requests without FastAPI's per-request work,
+    # passing everything else on (api/fast_routes.py). It records the route as the router would.
+    app.add_middleware(FastOpenAIRoutes, api=app)
+    if app.state.tracing is not None:  # inside the rest: it names spans from the matched route
         from llmserve.observability.tracing_middleware import TracingMiddleware
 
         app.add_middleware(TracingMiddleware, handle=app.state.tracing)

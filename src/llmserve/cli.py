@@ -83,11 +83,14 @@ def worker_app() -> Any:
     """uvicorn factory for multi-worker serving."""
     from llmserve.app import create_app
     from llmserve.observability.logging import configure_logging
+    from llmserve.serving import tune_gc_for_serving
 
     settings = _load(json.loads(os.environ[_WORKER_INPUTS_ENV]))
     # Workers are spawned, not forked: they set up logging themselves.
     configure_logging(settings.server.log_level, settings.observability.log_format)
-    return create_app(settings)
+    application = create_app(settings)
+    tune_gc_for_serving()
+    return application
 
 
 @app.command()
@@ -106,6 +109,7 @@ def serve(
 
     from llmserve.app import create_app
     from llmserve.observability.logging import configure_logging
+    from llmserve.serving import tune_gc_for_serving, uvicorn_http_protocol
 
     inputs = _settings_inputs(config, model, host, port, workers, data_dir)
     settings = _load(inputs)
@@ -124,7 +128,7 @@ def serve(
         "port": settings.server.port,
         "log_config": None,
         "log_level": settings.server.log_level,
-        "http": settings.server.http,
+        "http": uvicorn_http_protocol(settings.server.http),
         "timeout_graceful_shutdown": 10,
     }
     if settings.server.workers > 1:
@@ -140,7 +144,9 @@ def serve(
                 **common,
             )
     else:
-        uvicorn.run(create_app(settings), **common)
+        application = create_app(settings)
+        tune_gc_for_serving()
+        uvicorn.run(application, **common)
 
 
 @contextlib.contextmanager

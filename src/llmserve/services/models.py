@@ -236,7 +236,16 @@ def _build_provider(
         return LocalEmbeddingProvider(deployment)
     if deployment.provider == "local":
         LocalEngine, LocalProvider = _import_local(deployment)
-        engine = LocalEngine(ModelManager(deployment), settings.engine.max_queued_requests)
+        if settings.engine.threads is not None:
+            import torch
+
+            torch.set_num_threads(settings.engine.threads)
+        engine = LocalEngine(
+            ModelManager(deployment),
+            settings.engine.max_queued_requests,
+            settings.engine.max_batch_size,
+            settings.engine.max_wait_ms,
+        )
         provider: Provider = LocalProvider(deployment, engine)
         return provider
     if deployment.provider == "openai":
