@@ -1,9 +1,9 @@
 """A client that goes away mid-stream stops its generation within a second.
 
-What shows it from outside: a model's generations run one at a time on its one worker thread, so a
-request sent after the client left is answered at once only if the abandoned reply stopped; had it
-gone on, the request would wait for all its remaining tokens. ``GET /ready``'s ``in_flight`` is
-checked too (what an operator draining a replica watches). A long reply needs ``ignore_eos``, which
+What shows it from outside: ``GET /ready``'s ``in_flight`` drops back (what an operator draining a
+replica watches), which the engine reports only once the scheduler has let go of the row. The
+engine batches concurrent requests, so a request sent after the client left is answered promptly
+either way; that check only guards against the abandoned row blocking the model. A long reply needs ``ignore_eos``, which
 only the OpenAI endpoints take; the seed streams end where tiny-chat ends its short replies.
 """
 

@@ -143,7 +143,8 @@ def test_a_group_with_one_dead_deployment_answers_every_request(
         assert text == f"[alive] echo: streamed {i}"
     assert set(answered_by) == {"pair-alive"}
     # After FAILURE_THRESHOLD resets the dead one's breaker is open: no more wasted attempts.
-    assert breaker_state(gateway, "pair-dead") == "open"
+    # (half_open when this loaded machine took longer than the cooldown since it opened: it tripped.)
+    assert breaker_state(gateway, "pair-dead") in ("open", "half_open")
     assert chat(gateway, "pair", "once more").headers["x-llmserve-attempts"] == "1"
     view = deployment_view(gateway, "pair-dead")
     assert view["failures"] >= FAILURE_THRESHOLD and "sk-" not in json.dumps(view)

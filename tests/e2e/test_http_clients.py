@@ -1,9 +1,9 @@
 """Requests the way other HTTP stacks send them, over raw sockets, and the ``llmserve chat`` CLI.
 
-The h2c test is the regression test for serving with h11: the JDK's HttpClient offers
-``Upgrade: h2c`` on every plain-HTTP request with a body, and uvicorn's httptools parser drops
-such a body (Kludex/uvicorn#2722), so Java clients got 400 "missing body" until ``server.http``
-defaulted to h11.
+The h2c test is the regression test for the default parser: the JDK's HttpClient offers
+``Upgrade: h2c`` on every plain-HTTP request with a body, and uvicorn's stock httptools protocol drops
+such a body (Kludex/uvicorn#2722), so Java clients got 400 "missing body". The server runs httptools
+through llmserve's protocol class (``api/http_protocol.py``), which ignores the offer as h11 does.
 """
 
 from __future__ import annotations

@@ -169,6 +169,8 @@ def _limited(rule: LimitRule) -> bool:
 def _checked(guard: Guardrails, request: GenerationInput) -> GenerationInput:
     if isinstance(request, ChatInput):
         verdict = guard.check_input(request.messages)
+        if verdict.messages is request.messages:  # nothing masked: the same tuple came back
+            return request
         return ChatInput(tuple(verdict.messages), request.options)
     assert isinstance(request, TextInput)
     return TextInput(guard.check_text(request.prompt), request.options)

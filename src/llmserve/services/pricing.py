@@ -8,6 +8,7 @@ Costs are ``Decimal`` so that sums over millions of calls stay exact to the frac
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import lru_cache
 
 from llmserve.config import ModelDeployment
 
@@ -43,16 +44,32 @@ _BY_LENGTH = sorted(BUILTIN_PRICES, key=len, reverse=True)
 
 def prices_for(deployment: ModelDeployment) -> tuple[Decimal, Decimal]:
     """(input, output) USD per 1k tokens for this deployment."""
-    if deployment.pricing is not None:
-        return Decimal(str(deployment.pricing.input_per_1k)), Decimal(str(deployment.pricing.output_per_1k))
+    # Priced a few times per request (log line, settlement, ledger): the lookups are cached on the
+    # deployment's plain values, not the deployment object, so an edited config is never priced stale.
+    pricing = deployment.pricing
+    if pricing is not None:
+        return _configured(pricing.input_per_1k, pricing.output_per_1k)
     if deployment.provider == "local":
-        return Decimal(0), Decimal(0)
-    model = deployment.model.lower().rsplit("/", 1)[-1]
+        return _FREE
+    return _builtin(deployment.model)
+
+
+_FREE = (Decimal(0), Decimal(0))
+
+
+@lru_cache(maxsize=1024)
+def _configured(input_per_1k: float, output_per_1k: float) -> tuple[Decimal, Decimal]:
+    return Decimal(str(input_per_1k)), Decimal(str(output_per_1k))
+
+
+@lru_cache(maxsize=1024)
+def _builtin(upstream_model: str) -> tuple[Decimal, Decimal]:
+    model = upstream_model.lower().rsplit("/", 1)[-1]
     for prefix in _BY_LENGTH:
         if model.startswith(prefix):
             price_in, price_out = BUILTIN_PRICES[prefix]
             return Decimal(price_in), Decimal(price_out)
-    return Decimal(0), Decimal(0)
+    return _FREE
 
 
 def cost_usd(deployment: ModelDeployment, prompt_tokens: int, completion_tokens: int) -> Decimal:
