@@ -218,6 +218,24 @@ class QueueSettings(_Strict):
     default_priority: int = Field(5, ge=0, le=100, description="Lower runs first, as in the seed")
 
 
+MIN_SECRET_CHARS = 16
+
+
+def resolve_secret(field: str, value: SecretStr | None) -> SecretStr | None:
+    """A secret given literally (at least 16 characters) or as ``env:NAME`` (read at start)."""
+    if value is None:
+        return None
+    raw = value.get_secret_value()
+    if raw.startswith("env:"):
+        name = raw[len("env:") :]
+        if not os.environ.get(name):
+            raise ValueError(f"{field} names the environment variable {name}, which is not set")
+        return SecretStr(os.environ[name])
+    if len(raw) < MIN_SECRET_CHARS:
+        raise ValueError(f"{field} must be at least {MIN_SECRET_CHARS} characters")
+    return value
+
+
 class JobSettings(_Strict):
     """Async jobs and batches: where they queue, who runs them, how long results stay."""
 
@@ -262,17 +280,7 @@ class JobSettings(_Strict):
     @field_validator("webhook_secret")
     @classmethod
     def _resolve_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
-        raw = value.get_secret_value()
-        if raw.startswith("env:"):
-            name = raw[len("env:") :]
-            if not os.environ.get(name):
-                raise ValueError(f"webhook_secret names the environment variable {name}, which is not set")
-            return SecretStr(os.environ[name])
-        if len(raw) < 16:
-            raise ValueError("webhook_secret must be at least 16 characters")
-        return value
+        return resolve_secret("webhook_secret", value)
 
 
 PiiEntity = Literal["email", "phone", "card", "iban", "national_id"]
@@ -392,17 +400,7 @@ class Settings(BaseSettings):
     @field_validator("master_key")
     @classmethod
     def _resolve_master_key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
-        raw = value.get_secret_value()
-        if raw.startswith("env:"):
-            name = raw[len("env:") :]
-            if not os.environ.get(name):
-                raise ValueError(f"master_key names the environment variable {name}, which is not set")
-            return SecretStr(os.environ[name])
-        if len(raw) < 16:
-            raise ValueError("master_key must be at least 16 characters")
-        return value
+        return resolve_secret("master_key", value)
 
     @model_validator(mode="after")
     def _check_routing(self) -> Settings:
