@@ -3,8 +3,9 @@
 What shows it from outside: ``GET /ready``'s ``in_flight`` drops back (what an operator draining a
 replica watches), which the engine reports only once the scheduler has let go of the row. The
 engine batches concurrent requests, so a request sent after the client left is answered promptly
-either way; that check only guards against the abandoned row blocking the model. A long reply needs ``ignore_eos``, which
-only the OpenAI endpoints take; the seed streams end where tiny-chat ends its short replies.
+either way; that check only guards against the abandoned row blocking the model. A long reply needs
+``ignore_eos``, which only the OpenAI endpoints take; the seed streams end where tiny-chat ends its
+short replies.
 """
 
 from __future__ import annotations
