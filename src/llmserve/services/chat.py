@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CACHE_DEPLOYMENT = "cache"
+COST_HEADER = "x-llmserve-cost-usd"
 
 
 @dataclass
@@ -350,10 +351,12 @@ class ChatService:
         usage = answer.completion.usage
         record_route(current_span(), answer.route, answer.cache_status)
         record_usage(current_span(), usage, [c.finish_reason for c in answer.completion.choices])
+        billed, cost = self.accounting.billed(answer.route, usage, answer.cache_status)
         if admitted is not None:
-            billed, cost = self.accounting.billed(answer.route, usage, answer.cache_status)
             await admitted.settle(billed, cost)
-            answer.headers = admitted.headers
+            answer.headers = dict(admitted.headers)
+        # What this answer cost (a cache hit costs 0): clients such as `llmserve batch run` sum it.
+        answer.headers[COST_HEADER] = f"{cost:f}"
         if answer.cache_status == "miss":
             await self.accounting.remember(group, request, ctx, answer.completion, answer.route.group)
         latency_ms = (time.perf_counter() - started) * 1000
