@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -31,3 +32,12 @@ def sse_events(body: str) -> list[str]:
 
 def user(content: str) -> dict[str, str]:
     return {"role": "user", "content": content}
+
+
+def shape(value: Any) -> Any:
+    """The keys and value types of a JSON document, recursively: what a client's parser depends on."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shape(item) for item in value]
+    return type(value).__name__

@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient
 
 from llmserve.app import create_app
 from llmserve.config import load_settings
-from tests.upstreams.openai_app import openai_server
+from tests.api.conftest import shape
+from tests.upstreams.openai_app import deployment_for, openai_server
 from tests.upstreams.server import Fault, UpstreamServer
 
 if TYPE_CHECKING:
@@ -43,16 +44,6 @@ def upstreams() -> Iterator[dict[str, UpstreamServer]]:
             server.stop()
 
 
-def _remote(name: str, upstream: UpstreamServer) -> dict[str, Any]:
-    return {
-        "name": name,
-        "provider": "openai",
-        "model": "gpt-test",
-        "api_base": f"{upstream.url}/v1",
-        "timeout": 10,
-    }
-
-
 @pytest.fixture(scope="module")
 def client(
     tmp_path_factory: pytest.TempPathFactory, upstreams: dict[str, UpstreamServer]
@@ -61,8 +52,8 @@ def client(
         data_dir=str(tmp_path_factory.mktemp("async-jobs-api")),
         models=[
             {"name": "tiny-chat", "model": "tiny-chat"},
-            _remote("remote", upstreams["fast"]),
-            _remote("remote-slow", upstreams["slow"]),
+            deployment_for("remote", upstreams["fast"]),
+            deployment_for("remote-slow", upstreams["slow"]),
         ],
         jobs={"poll_interval_seconds": 0.05, "lease_seconds": LEASE_S},
     )
@@ -77,7 +68,7 @@ def signed(
     """A server that signs callbacks, with the default guard against internal targets."""
     settings = load_settings(
         data_dir=str(tmp_path_factory.mktemp("async-jobs-signed")),
-        models=[_remote("remote", upstreams["fast"])],
+        models=[deployment_for("remote", upstreams["fast"])],
         jobs={"poll_interval_seconds": 0.05, "webhook_secret": WEBHOOK_SECRET},
     )
     with TestClient(create_app(settings)) as test_client:
@@ -137,14 +128,6 @@ def assert_error(response: Response, status: int, code: str | None = None, param
 def without_ids(body: dict[str, Any]) -> dict[str, Any]:
     """A chat/completion body minus what differs between any two calls (its id and clock)."""
     return {key: value for key, value in body.items() if key not in ("id", "created")}
-
-
-def shape(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: shape(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [shape(item) for item in value]
-    return type(value).__name__
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -341,7 +324,7 @@ def short_retention(
     """Finished jobs are kept RETENTION_S; the sweeper looks every LEASE_S / 2."""
     settings = load_settings(
         data_dir=str(tmp_path_factory.mktemp("async-jobs-retention")),
-        models=[_remote("remote-slow", upstreams["slow"])],
+        models=[deployment_for("remote-slow", upstreams["slow"])],
         jobs={"poll_interval_seconds": 0.05, "lease_seconds": LEASE_S, "result_ttl_seconds": RETENTION_S},
     )
     with TestClient(create_app(settings)) as test_client:

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 
 from llmserve.app import create_app
 from llmserve.config import load_settings
+from tests.api.conftest import shape
 from tests.upstreams.openai_app import openai_server
 from tests.upstreams.server import UpstreamServer
 
@@ -113,15 +114,6 @@ def assert_error(response: Response, status: int, code: str | None = None, param
         assert error["code"] == code, error
     if param is not None:
         assert error["param"] == param, error
-
-
-def shape(value: Any) -> Any:
-    """The keys and value types of a JSON document, recursively: what a client's parser depends on."""
-    if isinstance(value, dict):
-        return {key: shape(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [shape(item) for item in value]
-    return type(value).__name__
 
 
 # --- files --------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from openai.types.chat import ChatCompletion
 
 from llmserve.jobs.webhooks import verify
 from tests.live_server import LiveServer, running_server, start_server
-from tests.upstreams.openai_app import openai_server
+from tests.upstreams.openai_app import deployment_for, openai_server
 from tests.upstreams.server import Fault, Reply, UpstreamRequest, UpstreamServer
 
 pytestmark = pytest.mark.e2e
@@ -55,16 +55,6 @@ def upstreams() -> Iterator[dict[str, UpstreamServer]]:
             server.stop()
 
 
-def remote(name: str, upstream: UpstreamServer) -> dict[str, Any]:
-    return {
-        "name": name,
-        "provider": "openai",
-        "model": "gpt-test",
-        "api_base": f"{upstream.url}/v1",
-        "timeout": 30,
-    }
-
-
 def write_config(directory: Path, models: list[dict[str, Any]], jobs: dict[str, Any]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "llmserve.yaml"
@@ -81,8 +71,8 @@ def server(
         directory,
         models=[
             {"name": LOCAL, "model": LOCAL},
-            remote("remote", upstreams["fast"]),
-            remote("slow", upstreams["slow"]),
+            deployment_for("remote", upstreams["fast"], timeout=30),
+            deployment_for("slow", upstreams["slow"], timeout=30),
         ],
         jobs={
             "poll_interval_seconds": 0.1,
@@ -303,7 +293,7 @@ def test_a_server_stopped_mid_batch_resumes_it_after_a_restart(
     # A short lease so that lines a killed server was running are taken again quickly.
     config = write_config(
         tmp_path,
-        models=[remote("remote", restart_upstream)],
+        models=[deployment_for("remote", restart_upstream, timeout=30)],
         jobs={"poll_interval_seconds": 0.1, "lease_seconds": 2, "worker_concurrency": 4},
     )
     env = {"LLMSERVE_CONFIG": str(config)}

@@ -313,3 +313,14 @@ def _usage_body(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 def openai_server(name: str = "a", **kwargs: Any) -> UpstreamServer:
     """An ``UpstreamServer`` speaking OpenAI as upstream ``name`` (not started; use ``with``)."""
     return UpstreamServer(OpenAIUpstream(name, **kwargs))
+
+
+def deployment_for(name: str, upstream: UpstreamServer, timeout: float = 10) -> dict[str, Any]:
+    """The ``models:`` entry of a group ``name`` served by ``upstream`` (a config file's view of it)."""
+    return {
+        "name": name,
+        "provider": "openai",
+        "model": "gpt-test",
+        "api_base": f"{upstream.url}/v1",
+        "timeout": timeout,
+    }

@@ -6,7 +6,6 @@ endpoint in process). Jobs belong to the tenant that submitted them; other tenan
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,8 +17,6 @@ from llmserve.jobs.webhooks import check_callback_url, require_secret
 from llmserve.storage.db import Database
 from llmserve.storage.jobs_repository import CANCELLED, COMPLETED, JobRepository
 from llmserve.storage.models import JobRow, utcnow
-
-ASYNC_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 
 
 def _timestamp(value: datetime | None) -> int | None:
@@ -116,7 +113,3 @@ async def _owned(jobs: JobRepository, owner: str, job_id: str) -> JobRow:
     if row is None or row.owner != owner or row.kind != REQUEST:
         raise NotFound(f"No such job: {job_id}", param="job_id", code="job_not_found")
     return row
-
-
-def endpoints() -> Sequence[str]:
-    return ASYNC_ENDPOINTS

@@ -75,8 +75,7 @@ class FileService:
     async def content(self, owner: str, file_id: str) -> tuple[FileInfo, bytes]:
         async with self._db.session(readonly=True) as session, session.begin():
             row = await _owned(session, owner, file_id)
-            content = await session.scalar(select(FileRow.content).where(FileRow.id == file_id))
-            return FileInfo.from_row(row), content or b""
+            return FileInfo.from_row(row), await read_content(session, file_id) or b""
 
     async def list_for(self, owner: str, purpose: str | None, limit: int) -> list[FileInfo]:
         async with self._db.session(readonly=True) as session, session.begin():
