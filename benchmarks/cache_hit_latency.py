@@ -59,7 +59,7 @@ from llmserve.cache.entries import CachedAnswer, CacheHit, CacheKind, CacheReque
 from llmserve.cache.service import ResponseCache, build_cache
 from llmserve.cache.stores import connect_redis, delete_matching, glob_escape
 from llmserve.config import Settings, load_settings
-from llmserve.providers.base import ChatMessage, Choice, Completion, GenerationOptions, Usage
+from llmserve.types import ChatMessage, Choice, Completion, GenerationOptions, Usage
 
 QUESTION = "What is the capital of France?"
 PARAPHRASE = "what's the capital of France?"

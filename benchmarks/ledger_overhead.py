@@ -50,16 +50,16 @@ from sqlalchemy.pool import NullPool
 
 from llmserve.api.deps import Services
 from llmserve.app import create_app
-from llmserve.config import Settings, load_settings
-from llmserve.providers.base import Usage
+from llmserve.config import Settings, load_settings, sqlite_url_for
 from llmserve.providers.http import UpstreamHTTP
-from llmserve.routing.router import RouteInfo
+from llmserve.request_context import RequestContext
+from llmserve.routing.route_info import RouteInfo
 from llmserve.services.accounting import Accounting
 from llmserve.services.models import ModelRegistry
 from llmserve.services.pricing import cost_usd
-from llmserve.services.request_context import RequestContext
 from llmserve.services.usage import UsageLedger, UsageRecord
-from llmserve.storage.db import Database, sqlite_url_for
+from llmserve.storage.db import Database
+from llmserve.types import Usage
 
 GROUP = "gpt-mini"
 WARMUP = 1000

@@ -36,7 +36,7 @@ from llmserve.cache.stores import connect_redis, delete_matching, glob_escape
 from llmserve.config import LimitRule
 from llmserve.limits.budget import BudgetGuard
 from llmserve.limits.ratelimit import InProcessLimiter, LimitSubject, RateLimiter, RedisLimiter
-from llmserve.services.principal import Principal
+from llmserve.principal import Principal
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 RULE = LimitRule(rpm=10_000_000, tpm=10_000_000_000, max_parallel=1_000)

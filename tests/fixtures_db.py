@@ -25,7 +25,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from llmserve.storage.db import Database, normalize_url, sqlite_url_for
+from llmserve.config import sqlite_url_for
+from llmserve.storage.db import Database, normalize_url
 
 PG_HOST = "127.0.0.1:5432"
 PG_CONNECT_TIMEOUT_S = 5

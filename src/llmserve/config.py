@@ -417,7 +417,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"router.complexity.{tier} names {target!r}, which is not one of the models")
         seen: set[str] = set()
         for index, entry in enumerate(self.models):
-            deployment_id = entry.id or f"{entry.name}#{index}"
+            deployment_id = deployment_id_of(entry, index)
             if deployment_id in seen:
                 raise ValueError(f"two models entries have the id {deployment_id!r}")
             seen.add(deployment_id)
@@ -432,8 +432,6 @@ class Settings(BaseSettings):
 
     @property
     def effective_database_url(self) -> str:
-        from llmserve.storage.db import sqlite_url_for
-
         return self.database_url or sqlite_url_for(self.data_dir)
 
     @classmethod
@@ -480,3 +478,17 @@ def describe_validation_error(exc: Any, config_file: Path | None) -> str:
         field = ".".join(str(part) for part in error["loc"]) or "(root)"
         lines.append(f"  {field}: {error['msg']}")
     return "\n".join(lines)
+
+
+SQLITE_FILENAME = "llmserve.db"
+
+
+def sqlite_url_for(data_dir: Path) -> str:
+    """The embedded default database: a SQLite file in ``data_dir``, as an absolute async URL."""
+    return f"sqlite+aiosqlite:///{data_dir.expanduser().resolve() / SQLITE_FILENAME}"
+
+
+def deployment_id_of(entry: ModelDeployment, index: int) -> str:
+    """A deployment's id, everywhere it is named (router, metrics, ledger, validation): ``id``, else
+    ``name#position`` in the ``models`` list."""
+    return entry.id or f"{entry.name}#{index}"

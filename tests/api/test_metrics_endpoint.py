@@ -17,7 +17,8 @@ from starlette.responses import StreamingResponse
 from llmserve.api.errors import install_error_handlers
 from llmserve.api.middleware import JsonBodyMiddleware, RequestIdMiddleware
 from llmserve.api.routes import metrics as metrics_route
-from llmserve.observability.metrics import Metrics, current_model
+from llmserve.observability.context import current_model
+from llmserve.observability.metrics import Metrics
 from llmserve.observability.metrics_middleware import MetricsMiddleware
 
 STREAM_PAUSE_S = 0.3

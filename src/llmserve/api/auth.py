@@ -16,8 +16,8 @@ from starlette.requests import HTTPConnection
 
 from llmserve.api.deps import Services
 from llmserve.errors import Forbidden, NotFound, Unauthorized
+from llmserve.principal import ANONYMOUS_PRINCIPAL, INTERNAL_PRINCIPAL_SCOPE_KEY, Principal
 from llmserve.services.keys import KeyService
-from llmserve.services.principal import ANONYMOUS_PRINCIPAL, INTERNAL_PRINCIPAL_SCOPE_KEY, Principal
 
 # RFC 9110: a 401 says which scheme would work.
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="llmserve"'}

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 
 from starlette.requests import HTTPConnection
 
-from llmserve.api.middleware import received_at_var, request_id_var
 from llmserve.errors import InvalidRequest
-from llmserve.providers.base import ChatMessage, GenerationOptions
+from llmserve.observability.context import received_at_var, request_id_var
+from llmserve.principal import ANONYMOUS_PRINCIPAL, PRIORITY_FLOOR_SCOPE_KEY, Principal
+from llmserve.request_context import ANONYMOUS, RequestContext
 from llmserve.schemas.common import SeedTurn
 from llmserve.schemas.openai import CacheControl, ChatCompletionRequest, CompletionRequest, SamplingFields
 from llmserve.schemas.seed import SeedChatRequest
-from llmserve.services.principal import ANONYMOUS_PRINCIPAL, PRIORITY_FLOOR_SCOPE_KEY, Principal
-from llmserve.services.request_context import ANONYMOUS, RequestContext
+from llmserve.types import ChatMessage, GenerationOptions
 
 
 def sampling_options(request: SamplingFields, max_tokens: int | None, **extra: object) -> GenerationOptions:

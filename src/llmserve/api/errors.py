@@ -15,11 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from llmserve.api.middleware import request_id_var
 from llmserve.api.sse import sse_event
 from llmserve.errors import LLMServeError
+from llmserve.observability.context import current_model, request_id_var
 from llmserve.observability.events import log_llm_error
-from llmserve.observability.metrics import current_model
 
 logger = logging.getLogger(__name__)
 

@@ -5,16 +5,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
-from contextvars import ContextVar
 
 import orjson
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
-# perf_counter() when the request reached llmserve (the outermost middleware): the gateway-overhead
-# header counts from here, so parsing, validation and middleware are in it.
-received_at_var: ContextVar[float | None] = ContextVar("received_at", default=None)
+from llmserve.observability.context import received_at_var, request_id_var
 
 
 class RequestIdMiddleware:

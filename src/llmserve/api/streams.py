@@ -12,8 +12,8 @@ import orjson
 
 from llmserve.api.errors import stream_error_event
 from llmserve.api.sse import DONE, sse_event
-from llmserve.providers.base import Delta, Usage
 from llmserve.services.chat import ChatResult, ChatStream, gateway_overhead_ms
+from llmserve.types import Delta, Usage
 
 
 def usage_dict(usage: Usage) -> dict[str, int]:

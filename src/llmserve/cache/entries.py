@@ -9,7 +9,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 import orjson
 
-from llmserve.providers.base import ChatMessage, Choice, Completion, GenerationOptions, Usage
+from llmserve.types import ChatMessage, Choice, Completion, GenerationOptions, Usage
 
 CacheKind = Literal["hit", "semantic-hit"]
 

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from llmserve.cache.entries import CacheRequest
-from llmserve.providers.base import ChatMessage, GenerationOptions
+from llmserve.types import ChatMessage, GenerationOptions
 
 __all__ = ["CacheRequest", "exact_key", "is_cacheable", "semantic_scope", "semantic_text"]
 

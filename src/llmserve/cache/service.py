@@ -23,7 +23,7 @@ from llmserve.config import CacheSettings, Settings
 
 if TYPE_CHECKING:
     from llmserve.observability.metrics import Metrics
-    from llmserve.providers.base import Completion
+    from llmserve.types import Completion
 
 __all__ = ["CacheHit", "CacheRequest", "CachedAnswer", "ResponseCache", "build_cache"]
 

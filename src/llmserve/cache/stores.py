@@ -82,7 +82,7 @@ def connect_redis(url: str, *, timeout: float = REDIS_TIMEOUT_S) -> Redis:
     the 101st concurrent command at once (MaxConnectionsError); the blocking pool shared with the
     limiter waits for a free connection instead.
     """
-    from llmserve.limits.redis_client import connect_limits_redis
+    from llmserve.storage.redis import connect_limits_redis
 
     return connect_limits_redis(url, timeout=timeout)
 

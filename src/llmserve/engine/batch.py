@@ -21,7 +21,7 @@ from llmserve.engine.generation import Decoding, prefill_kwargs
 from llmserve.engine.loader import LoadedModel
 
 if TYPE_CHECKING:
-    from llmserve.engine.scheduler import Request
+    from llmserve.engine.request import Request
 
 
 def supports_batching(model: Any) -> bool:

@@ -19,32 +19,17 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
 import torch
 
 from llmserve.engine.batch import Row, RunningBatch, supports_batching
 from llmserve.engine.generation import Decoding
-from llmserve.engine.loader import LoadedModel
-from llmserve.engine.sampling import SamplingParams
+from llmserve.engine.request import Request
 from llmserve.errors import Overloaded
 
 logger = logging.getLogger(__name__)
 
 END = object()  # the last item a request's queue receives
-
-
-@dataclass(eq=False)
-class Request:
-    """One generation as the scheduler sees it; its consumer reads ``queue`` on ``loop``."""
-
-    loaded: LoadedModel
-    prompt_ids: list[int]
-    params: SamplingParams
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[object]
-    finished: asyncio.Future[None]  # set once the scheduler holds nothing of this request any more
-    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 def _deliver(items: list[tuple[Request, object]]) -> None:

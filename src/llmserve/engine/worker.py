@@ -15,8 +15,9 @@ import anyio
 
 from llmserve.engine.generation import Step
 from llmserve.engine.manager import ModelManager
+from llmserve.engine.request import Request
 from llmserve.engine.sampling import SamplingParams
-from llmserve.engine.scheduler import END, BatchScheduler, Request
+from llmserve.engine.scheduler import END, BatchScheduler
 from llmserve.errors import Overloaded
 
 CLOSE_TIMEOUT_S = 5.0

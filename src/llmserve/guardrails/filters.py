@@ -29,7 +29,7 @@ from llmserve.errors import GuardrailViolation
 from llmserve.guardrails.injection import injection_score
 from llmserve.guardrails.patterns import compile_blocked_patterns, first_blocked
 from llmserve.guardrails.pii import ALL_ENTITIES, OutputMasker, find_pii, mask_pii
-from llmserve.providers.base import ChatMessage
+from llmserve.types import ChatMessage
 
 # Roles whose text is the operator's or the model's own, not the end user's: not scored for injection.
 TRUSTED_ROLES = frozenset({"system", "developer", "assistant"})

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message
 
-from llmserve.services.principal import INTERNAL_PRINCIPAL_SCOPE_KEY, PRIORITY_FLOOR_SCOPE_KEY, Principal
+from llmserve.principal import INTERNAL_PRINCIPAL_SCOPE_KEY, PRIORITY_FLOOR_SCOPE_KEY, Principal
 
 INTERNAL_HOST = "llmserve-jobs"
 

@@ -23,8 +23,8 @@ from llmserve.jobs.batches import BatchService, Kick
 from llmserve.jobs.invoke import AppInvoker, Invocation
 from llmserve.jobs.units import FINALIZE, LINE, PREPARE, REQUEST
 from llmserve.jobs.webhooks import WebhookSender
+from llmserve.principal import ANONYMOUS_PRINCIPAL, Principal
 from llmserve.services.keys import MASTER_PRINCIPAL, KeyService
-from llmserve.services.principal import ANONYMOUS_PRINCIPAL, Principal
 from llmserve.storage.db import Database
 from llmserve.storage.jobs_repository import COMPLETED, FAILED, JobRepository
 from llmserve.storage.models import JobRow, utcnow

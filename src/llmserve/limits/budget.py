@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 from llmserve.config import Settings
 from llmserve.errors import BudgetExceeded
 from llmserve.limits.budget_stores import MemoryBudgetStore, RedisBudgetStore, Seed
-from llmserve.services.principal import BudgetPeriod, Principal
+from llmserve.principal import BudgetPeriod, Principal
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from llmserve.errors import Overloaded
 from llmserve.limits import redis_scripts
-from llmserve.limits.redis_client import connect_limits_redis
+from llmserve.storage.redis import connect_limits_redis
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

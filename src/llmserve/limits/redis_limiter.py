@@ -28,7 +28,7 @@ from llmserve.errors import Overloaded
 from llmserve.limits import redis_scripts
 from llmserve.limits.leases import Lease, LimitSubject, SubjectCheck, admit_or_raise, check_subjects
 from llmserve.limits.memory_limiter import DEFAULT_LEASE_TTL_S, DEFAULT_WINDOW_S
-from llmserve.limits.redis_client import connect_limits_redis
+from llmserve.storage.redis import connect_limits_redis
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -21,7 +21,7 @@ _SERVER_ERROR = 500
 
 
 class RoleMessage(Protocol):
-    """A chat message object: ``providers.base.ChatMessage`` (``content`` is a str) or the wire's
+    """A chat message object: ``types.ChatMessage`` (``content`` is a str) or the wire's
     ``schemas.openai.ChatMessageIn`` (``text()`` joins its text parts)."""
 
     @property

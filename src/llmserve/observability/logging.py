@@ -22,7 +22,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
-from llmserve.api.middleware import request_id_var
+from llmserve.observability.context import request_id_var
 
 LogFormat = Literal["text", "json"]
 

@@ -22,7 +22,6 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -57,9 +56,6 @@ INTER_TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.
 # Time spent in llmserve itself (routing, limits, cache, guardrails), not waiting on a model.
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
-# The model group of the request in flight: the pipeline sets it once the group is resolved, in the
-# request's own task (not in a streaming body's task), and MetricsMiddleware labels the request with it.
-current_model: ContextVar[str] = ContextVar("llmserve_current_model", default="")
 
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
 
@@ -176,11 +172,11 @@ class Metrics:
     @classmethod
     def from_settings(cls, settings: Settings) -> Metrics:
         """The configured model groups and deployments (ids as the router names them)."""
-        from llmserve.routing.deployment import deployment_id
+        from llmserve.config import deployment_id_of
 
         return cls(
             (entry.name for entry in settings.models),
-            (deployment_id(entry, index) for index, entry in enumerate(settings.models)),
+            (deployment_id_of(entry, index) for index, entry in enumerate(settings.models)),
         )
 
     @property

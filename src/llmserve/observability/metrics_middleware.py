@@ -9,8 +9,8 @@ from collections.abc import Collection
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmserve.api.middleware import received_at_var
-from llmserve.observability.metrics import Metrics, current_model
+from llmserve.observability.context import current_model, received_at_var
+from llmserve.observability.metrics import Metrics
 
 UNMATCHED = "unmatched"  # the endpoint label of a request no route took (404s, redirects)
 

@@ -25,11 +25,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
-from urllib.parse import urlsplit
 
 from llmserve import __version__
 from llmserve.errors import LLMServeError, UpstreamError
-from llmserve.providers.base import ChatInput, Completion, Delta, TextInput, Usage
+from llmserve.types import ChatInput, TextInput, Usage
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -38,9 +37,7 @@ if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
 
     from llmserve.config import Settings, TracingSettings
-    from llmserve.providers.base import GenerationInput, GenerationOptions, StreamEvent
-    from llmserve.routing.deployment import Deployment
-    from llmserve.routing.router import RouteInfo
+    from llmserve.types import GenerationInput, GenerationOptions
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +48,9 @@ EXPORTERS: Final = ("otlp", "console")
 _ENV_ENDPOINTS: Final = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _RATIO_SAMPLERS: Final = frozenset({"traceidratio", "parentbased_traceidratio"})
 _OFF_SAMPLERS: Final = frozenset({"always_off", "parentbased_always_off"})
-# gen_ai.provider.name by provider kind (well-known values where the conventions list one).
-_GEN_AI_PROVIDERS: Final = MappingProxyType(
-    {"openai": "openai", "anthropic": "anthropic", "local": "llmserve"}
-)
 
 _active: ContextVar[TracingHandle | None] = ContextVar("llmserve_tracing", default=None)
-_UNTRACED: Final = contextlib.nullcontext(None)
+UNTRACED: Final = contextlib.nullcontext(None)
 _NO_ATTRIBUTES: Final[Mapping[str, AttributeValue]] = MappingProxyType({})
 
 
@@ -226,13 +219,13 @@ def _batch_processor(name: str, config: TracingSettings, env: Mapping[str, str])
 def span(name: str, **attributes: AttributeValue | None) -> contextlib.AbstractContextManager[Span | None]:
     """``with span("llmserve.admission") as s:`` a child of the current span; yields None when tracing
     is off. An exception leaving the block marks the span failed (by type, not message)."""
-    tracer = _child_tracer()
+    tracer = child_tracer()
     if tracer is None:
-        return _UNTRACED
+        return UNTRACED
     return _child_span(tracer, name, attributes)
 
 
-def _child_tracer() -> Tracer | None:
+def child_tracer() -> Tracer | None:
     """The active tracer, or None when tracing is off or the current trace is not sampled (its
     children would not be either: the sampler is parent-based), which spares starting dropped spans."""
     handle = _active.get()
@@ -289,11 +282,11 @@ def request_attributes(
     if model:
         attributes["gen_ai.request.model"] = model
     if options is not None:
-        _add_options(attributes, options)
+        add_request_options(attributes, options)
     return attributes
 
 
-def _add_options(attributes: MutableMapping[str, AttributeValue], options: GenerationOptions) -> None:
+def add_request_options(attributes: MutableMapping[str, AttributeValue], options: GenerationOptions) -> None:
     if options.max_tokens is not None:
         attributes["gen_ai.request.max_tokens"] = options.max_tokens
     attributes["gen_ai.request.temperature"] = options.temperature
@@ -325,25 +318,6 @@ def record_usage(span: Span | None, usage: Usage | None, finish_reasons: Sequenc
     span.set_attributes(attributes)  # at once: the SDK takes its lock per call
 
 
-def record_route(
-    span: Span | None, route: RouteInfo, cache_status: str, *, response_model: str | None = None
-) -> None:
-    """How the request was answered: group (``gen_ai.response.model`` unless given), deployment,
-    attempts, fallback, cache status."""
-    if span is None:
-        return
-    attributes: dict[str, AttributeValue] = {
-        "gen_ai.response.model": response_model or route.group,
-        "llmserve.model_group": route.group,
-        "llmserve.attempts": route.attempts,
-        "llmserve.fallback_used": route.fallback_used,
-        "llmserve.cache_status": cache_status,
-    }
-    if route.deployment:
-        attributes["llmserve.deployment"] = route.deployment
-    span.set_attributes(attributes)
-
-
 def record_error(span: Span | None, exc: BaseException) -> None:
     """A failed span: ``error.type`` and status ERROR with the exception's type; a cancellation (a client
     gone, a hedge that lost) is ``llmserve.cancelled``, not an error."""
@@ -364,99 +338,6 @@ def record_error(span: Span | None, exc: BaseException) -> None:
             attributes["http.response.status_code"] = exc.upstream_status
     span.set_attributes(attributes)
     span.set_status(Status(StatusCode.ERROR, error_type))
-
-
-# -- provider attempts ----------------------------------------------------------------------------
-
-
-class AttemptTrace:
-    """The CLIENT span of one call to one deployment; ``UNTRACED_ATTEMPT`` (all no-ops) when off.
-
-    Not the current span by itself: a stream's span lives until the stream ends, across the caller's
-    awaits, so the code that sends the request enters ``activated()`` for just that part.
-    """
-
-    __slots__ = ("_ended", "_finish_reasons", "_span")
-
-    def __init__(self, span: Span | None) -> None:
-        self._span = span
-        self._finish_reasons: list[str] = []
-        self._ended = False
-
-    @property
-    def span(self) -> Span | None:
-        return self._span
-
-    def activated(self) -> contextlib.AbstractContextManager[object]:
-        """Current for the ``with`` block: the upstream request sent inside carries its traceparent."""
-        if self._span is None:
-            return _UNTRACED
-        from opentelemetry import trace
-
-        return trace.use_span(self._span, record_exception=False, set_status_on_exception=False)
-
-    def observe(self, answer: Completion | StreamEvent) -> None:
-        if self._span is None:
-            return
-        if isinstance(answer, Completion):
-            self._finish_reasons.extend(choice.finish_reason for choice in answer.choices)
-            record_usage(self._span, answer.usage)
-        elif isinstance(answer, Usage):
-            record_usage(self._span, answer)
-        elif isinstance(answer, Delta) and answer.finish_reason is not None:
-            self._finish_reasons.append(answer.finish_reason)
-
-    def end(self, exc: BaseException | None = None) -> None:
-        if self._span is None or self._ended:
-            return
-        self._ended = True
-        if exc is not None:
-            record_error(self._span, exc)
-        if self._finish_reasons:
-            record_usage(self._span, None, self._finish_reasons)
-        self._span.end()
-
-
-UNTRACED_ATTEMPT: Final = AttemptTrace(None)
-
-
-def trace_attempt(deployment: Deployment, request: GenerationInput | None, attempt: int) -> AttemptTrace:
-    """Starts the span of one provider attempt (a child of the current span): ``gen_ai.*`` for the
-    upstream model, ``llmserve.deployment`` and ``llmserve.attempt`` (1 = the request's first call).
-    ``request`` None: an embeddings call. Call ``end()`` exactly when the call is over."""
-    tracer = _child_tracer()
-    if tracer is None:
-        return UNTRACED_ATTEMPT
-    from opentelemetry.trace import SpanKind
-
-    config = deployment.config
-    operation = operation_name(request)
-    provider = _GEN_AI_PROVIDERS.get(config.provider, config.provider)
-    attributes: dict[str, AttributeValue] = {
-        "gen_ai.operation.name": operation,
-        "gen_ai.provider.name": provider,
-        "gen_ai.system": provider,
-        "gen_ai.request.model": config.model,
-        "gen_ai.response.model": config.model,
-        "llmserve.deployment": deployment.id,
-        "llmserve.model_group": deployment.group,
-        "llmserve.attempt": attempt,
-    }
-    if request is not None:
-        _add_options(attributes, request.options)
-    if config.api_base:
-        _add_server(attributes, config.api_base)
-    started = tracer.start_span(f"{operation} {config.model}", kind=SpanKind.CLIENT, attributes=attributes)
-    return AttemptTrace(started)
-
-
-def _add_server(attributes: MutableMapping[str, AttributeValue], api_base: str) -> None:
-    parts = urlsplit(api_base)  # host and port only: never the credentials or query an api_base may hold
-    if parts.hostname:
-        attributes["server.address"] = parts.hostname
-    with contextlib.suppress(ValueError):
-        if parts.port is not None:
-            attributes["server.port"] = parts.port
 
 
 def inject_trace_context(headers: dict[str, str]) -> dict[str, str]:

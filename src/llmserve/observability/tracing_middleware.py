@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmserve.api.middleware import request_id_var
+from llmserve.observability.context import request_id_var
 from llmserve.observability.tracing import TracingHandle, record_error
 
 if TYPE_CHECKING:

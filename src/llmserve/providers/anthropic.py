@@ -17,7 +17,8 @@ import orjson
 
 from llmserve.config import ModelDeployment
 from llmserve.errors import InvalidRequest, UpstreamError
-from llmserve.providers.base import (
+from llmserve.providers.http import SSEEvent, Timeouts, UpstreamHTTP
+from llmserve.types import (
     ChatInput,
     ChatMessage,
     Choice,
@@ -29,7 +30,6 @@ from llmserve.providers.base import (
     StreamEvent,
     Usage,
 )
-from llmserve.providers.http import SSEEvent, Timeouts, UpstreamHTTP
 
 DEFAULT_API_BASE = "https://api.anthropic.com"
 DEFAULT_API_VERSION = "2023-06-01"

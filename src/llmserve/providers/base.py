@@ -1,105 +1,11 @@
-"""The one interface every backend implements, and the backend-neutral request/response types.
-
-Services and (later) the router only ever see these types; conversions to and from each provider's
-wire format live in that provider's module.
-"""
+"""The one interface every backend implements (local engine, OpenAI-compatible, Anthropic)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-FinishReason = Literal["stop", "length", "cancelled", "tool_calls", "content_filter"]
-
-
-@dataclass(frozen=True)
-class ChatMessage:
-    role: str
-    content: str
-    # Tool calling, passed through to providers that support it (OpenAI wire shapes, verbatim).
-    tool_calls: tuple[dict[str, Any], ...] = ()
-    tool_call_id: str | None = None
-    name: str | None = None
-
-
-@dataclass(frozen=True)
-class GenerationOptions:
-    max_tokens: int | None = None
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    n: int = 1
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    # The seed API treats max_tokens as an upper bound (chatglm's max_length), not a hard request.
-    clamp_max_tokens: bool = False
-    # Passed through to providers that support them; others answer 400.
-    tools: tuple[dict[str, Any], ...] = ()
-    tool_choice: str | dict[str, Any] | None = None
-    response_format: dict[str, Any] | None = None
-    logprobs: bool = False
-    # Extension (as in vLLM): keep generating past EOS, for benchmarks that need fixed-length replies.
-    ignore_eos: bool = False
-
-
-@dataclass(frozen=True)
-class ChatInput:
-    messages: tuple[ChatMessage, ...]
-    options: GenerationOptions = field(default_factory=GenerationOptions)
-
-
-@dataclass(frozen=True)
-class TextInput:
-    """A raw prompt (``/v1/completions``): no chat template applied."""
-
-    prompt: str
-    options: GenerationOptions = field(default_factory=GenerationOptions)
-
-
-GenerationInput = ChatInput | TextInput
-
-
-@dataclass(frozen=True)
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
-    # True when a count is an estimate (an upstream that reported no usage), not a tokenizer's.
-    estimated: bool = False
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-@dataclass(frozen=True)
-class Choice:
-    index: int
-    text: str
-    finish_reason: FinishReason
-    tool_calls: tuple[dict[str, Any], ...] = ()  # OpenAI shape: {id, type: "function", function: {...}}
-
-
-@dataclass(frozen=True)
-class Completion:
-    choices: list[Choice]
-    usage: Usage
-
-
-@dataclass(frozen=True)
-class Delta:
-    """A piece of choice ``index``; ``finish_reason`` is set on that choice's last delta."""
-
-    index: int
-    text: str
-    finish_reason: FinishReason | None = None
-    # OpenAI stream fragments ({index, id?, type?, function: {name?, arguments}}), passed through.
-    tool_calls: tuple[dict[str, Any], ...] = ()
-
-
-StreamEvent = Delta | Usage
+from llmserve.types import Completion, GenerationInput, StreamEvent
 
 
 @runtime_checkable

@@ -11,7 +11,7 @@ from llmserve.engine.manager import ModelManager
 from llmserve.engine.sampling import SamplingParams
 from llmserve.engine.worker import LocalEngine
 from llmserve.errors import ContextLengthExceeded, InvalidRequest
-from llmserve.providers.base import (
+from llmserve.types import (
     ChatInput,
     Choice,
     Completion,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from llmserve.config import ModelDeployment
 from llmserve.engine.manager import ModelManager
 from llmserve.errors import InvalidRequest
-from llmserve.providers.base import ChatInput, Completion, GenerationInput, StreamEvent
+from llmserve.types import ChatInput, Completion, GenerationInput, StreamEvent
 
 if TYPE_CHECKING:
     from llmserve.engine.loader import LoadedModel

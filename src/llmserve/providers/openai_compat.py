@@ -15,7 +15,8 @@ import orjson
 
 from llmserve.config import ModelDeployment
 from llmserve.errors import UpstreamError
-from llmserve.providers.base import (
+from llmserve.providers.http import Timeouts, UpstreamHTTP, upstream_message
+from llmserve.types import (
     ChatInput,
     ChatMessage,
     Choice,
@@ -26,7 +27,6 @@ from llmserve.providers.base import (
     StreamEvent,
     Usage,
 )
-from llmserve.providers.http import Timeouts, UpstreamHTTP, upstream_message
 
 # Upstream finish reasons we know, mapped onto ours; anything else (e.g. TGI's "eos_token") is "stop".
 _FINISH_REASONS: dict[str, FinishReason] = {

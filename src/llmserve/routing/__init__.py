@@ -3,9 +3,10 @@
 from llmserve.routing.breaker import CircuitBreaker, is_breaker_fault
 from llmserve.routing.calls import RoutedStream
 from llmserve.routing.complexity import ComplexityClassifier, classify
-from llmserve.routing.deployment import Deployment, DeploymentStats, deployment_id
+from llmserve.routing.deployment import Deployment, DeploymentStats
 from llmserve.routing.retry import is_retryable
-from llmserve.routing.router import AUTO_MODEL, RouteInfo, Router
+from llmserve.routing.route_info import RouteInfo
+from llmserve.routing.router import AUTO_MODEL, Router
 
 __all__ = [
     "AUTO_MODEL",
@@ -17,7 +18,6 @@ __all__ = [
     "RoutedStream",
     "Router",
     "classify",
-    "deployment_id",
     "is_breaker_fault",
     "is_retryable",
 ]

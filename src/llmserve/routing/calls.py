@@ -11,14 +11,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from llmserve.errors import UpstreamError
-from llmserve.observability.tracing import UNTRACED_ATTEMPT, AttemptTrace, trace_attempt
-from llmserve.providers.base import Completion, GenerationInput, StreamEvent, Usage
 from llmserve.routing.breaker import is_breaker_fault
 from llmserve.routing.deployment import Deployment
 from llmserve.routing.retry import is_client_error
+from llmserve.routing.telemetry import UNTRACED_ATTEMPT, AttemptTrace, trace_attempt
+from llmserve.types import Completion, GenerationInput, StreamEvent, Usage
 
 if TYPE_CHECKING:
-    from llmserve.routing.router import RouteInfo
+    from llmserve.routing.route_info import RouteInfo
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import re
 from typing import Literal
 
 from llmserve.config import ComplexityRouting
-from llmserve.providers.base import ChatInput, GenerationInput
+from llmserve.types import ChatInput, GenerationInput
 
 Tier = Literal["simple", "medium", "complex", "low_latency", "high_quality"]
 REQUIREMENT_TIERS: tuple[Tier, ...] = ("low_latency", "high_quality")

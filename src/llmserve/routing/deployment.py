@@ -18,11 +18,6 @@ USAGE_WINDOW_SECONDS = 60.0
 CONCURRENCY_RETRY_AFTER_SECONDS = 1.0
 
 
-def deployment_id(entry: ModelDeployment, index: int) -> str:
-    """The id Settings' validator checks for uniqueness: ``id``, else ``name#position``."""
-    return entry.id or f"{entry.name}#{index}"
-
-
 class DeploymentStats:
     """Counters, latency EWMA and the one-minute usage window of one deployment (no I/O, no locks:
     it is only touched from the event loop)."""

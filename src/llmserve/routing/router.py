@@ -24,12 +24,13 @@ from llmserve.errors import (
     RateLimited,
     UpstreamError,
 )
-from llmserve.providers.base import Completion, GenerationInput
 from llmserve.routing.calls import RoutedStream, call_complete, open_stream
 from llmserve.routing.complexity import ComplexityClassifier
 from llmserve.routing.deployment import Deployment
 from llmserve.routing.retry import backoff_delay, final_error, is_retryable, may_fail_over
+from llmserve.routing.route_info import RouteInfo
 from llmserve.routing.strategies import STRATEGIES, eligible
+from llmserve.types import Completion, GenerationInput
 
 if TYPE_CHECKING:
     from llmserve.observability.metrics import Metrics
@@ -41,17 +42,6 @@ AUTO_MODEL = "auto"
 CAP_WAIT_MARGIN_SECONDS = 0.01
 
 T = TypeVar("T")
-
-
-@dataclass
-class RouteInfo:
-    """How a request was answered; streams keep adding to ``upstream_seconds`` as they run."""
-
-    group: str
-    deployment: str = ""
-    attempts: int = 0
-    upstream_seconds: float = 0.0
-    fallback_used: bool = False
 
 
 @dataclass(frozen=True)

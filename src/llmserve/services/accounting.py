@@ -13,11 +13,12 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, cast
 
 from llmserve.config import ModelDeployment, Settings
-from llmserve.providers.base import ChatInput, Completion, GenerationInput, Provider, Usage
-from llmserve.routing.router import RouteInfo
+from llmserve.providers.base import Provider
+from llmserve.request_context import RequestContext
+from llmserve.routing.route_info import RouteInfo
 from llmserve.services.models import ModelRegistry
 from llmserve.services.pricing import cost_usd
-from llmserve.services.request_context import RequestContext
+from llmserve.types import ChatInput, Completion, GenerationInput, Usage
 
 if TYPE_CHECKING:
     from llmserve.cache.keys import CacheRequest

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 from llmserve.config import LimitRule, Settings
 from llmserve.errors import GuardrailViolation, RateLimited
-from llmserve.providers.base import ChatInput, GenerationInput, TextInput, Usage
+from llmserve.principal import Principal
 from llmserve.services.keys import ensure_model_allowed
 from llmserve.services.models import ModelRegistry
 from llmserve.services.pricing import cost_usd
-from llmserve.services.principal import Principal
+from llmserve.types import ChatInput, GenerationInput, TextInput, Usage
 
 if TYPE_CHECKING:
     from llmserve.guardrails import Guardrails, OutputMasker

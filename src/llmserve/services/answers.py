@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from llmserve.providers.base import Choice, Completion, Delta, FinishReason, StreamEvent, Usage
+from llmserve.types import Choice, Completion, Delta, FinishReason, StreamEvent, Usage
 
 REPLAY_PIECE_CHARS = 64  # a cached answer streams in pieces, as a live one would
 

@@ -18,17 +18,25 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from llmserve.errors import ConversationNotFound
+from llmserve.observability.context import current_model
 from llmserve.observability.events import log_llm_request, log_llm_response
-from llmserve.observability.metrics import Metrics, current_model
+from llmserve.observability.metrics import Metrics
 from llmserve.observability.tracing import (
     current_span,
     operation_name,
-    record_route,
     record_usage,
     request_attributes,
     span,
 )
-from llmserve.providers.base import (
+from llmserve.request_context import RequestContext
+from llmserve.routing.route_info import RouteInfo
+from llmserve.routing.telemetry import record_route
+from llmserve.services.accounting import Accounting, CacheLookup
+from llmserve.services.admission import Admission, Pass
+from llmserve.services.answers import StreamCollector, replay
+from llmserve.services.conversations import ConversationService, Turn
+from llmserve.services.models import ModelRegistry
+from llmserve.types import (
     ChatInput,
     ChatMessage,
     Choice,
@@ -40,13 +48,6 @@ from llmserve.providers.base import (
     TextInput,
     Usage,
 )
-from llmserve.routing.router import RouteInfo
-from llmserve.services.accounting import Accounting, CacheLookup
-from llmserve.services.admission import Admission, Pass
-from llmserve.services.answers import StreamCollector, replay
-from llmserve.services.conversations import ConversationService, Turn
-from llmserve.services.models import ModelRegistry
-from llmserve.services.request_context import RequestContext
 
 if TYPE_CHECKING:
     from llmserve.guardrails import OutputMasker

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
-from llmserve.providers.base import ChatMessage
+from llmserve.types import ChatMessage
 
 ContextStrategy = Literal["truncate_oldest", "error"]
 TokenCounter = Callable[[Sequence[ChatMessage]], Awaitable[int]]

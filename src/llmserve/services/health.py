@@ -41,7 +41,7 @@ class DependencyChecks:
         assert self.redis_url is not None
         try:
             if self._redis is None:
-                from llmserve.limits.redis_client import connect_limits_redis
+                from llmserve.storage.redis import connect_limits_redis
 
                 self._redis = connect_limits_redis(self.redis_url, timeout=CHECK_TIMEOUT_S)
             async with asyncio.timeout(CHECK_TIMEOUT_S):

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from llmserve.config import GuardrailSettings, LimitRule, Settings
 from llmserve.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
-from llmserve.services.principal import BudgetPeriod, Principal, Role
+from llmserve.principal import BudgetPeriod, Principal, Role
 from llmserve.storage.db import Database
 from llmserve.storage.models import NAME_LENGTH, ApiKeyRow, utcnow
 from llmserve.storage.repositories import API_KEY_MUTABLE_FIELDS, ApiKeyRepository, new_id

@@ -7,15 +7,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from llmserve.config import ModelDeployment, Settings
+from llmserve.config import ModelDeployment, Settings, deployment_id_of
 from llmserve.engine.manager import ModelManager
 from llmserve.errors import LLMServeError, ModelNotFound, NoDeploymentAvailable
-from llmserve.providers.base import ChatInput, ChatMessage, GenerationInput, Provider
+from llmserve.providers.base import Provider
 from llmserve.providers.http import UpstreamHTTP
 from llmserve.routing.breaker import CircuitBreaker, is_breaker_fault
 from llmserve.routing.deployment import Deployment, DeploymentStats
 from llmserve.routing.retry import is_retryable
 from llmserve.routing.router import Router
+from llmserve.types import ChatInput, ChatMessage, GenerationInput
 
 if TYPE_CHECKING:
     from llmserve.observability.metrics import Metrics
@@ -75,7 +76,7 @@ class ModelRegistry:
         created = int(time.time())
         routed: dict[str, list[Deployment]] = {}
         for index, entry in enumerate(settings.models):
-            deployment_id = entry.id or f"{entry.name}#{index}"
+            deployment_id = deployment_id_of(entry, index)
             routed.setdefault(entry.name, []).append(
                 Deployment(
                     id=deployment_id,

@@ -13,10 +13,11 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from llmserve.config import ModelDeployment
-from llmserve.providers.base import ChatInput, ChatMessage, GenerationInput, Provider, TextInput
+from llmserve.providers.base import Provider
 from llmserve.providers.local_embeddings import LocalEmbeddingProvider
 from llmserve.services.models import LocallyManaged, ModelRegistry
 from llmserve.services.pricing import cost_usd
+from llmserve.types import ChatInput, ChatMessage, GenerationInput, TextInput
 
 
 class Tokenized(NamedTuple):

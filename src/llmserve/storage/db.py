@@ -18,17 +18,12 @@ from sqlalchemy.pool import ConnectionPoolEntry, Pool
 
 logger = logging.getLogger(__name__)
 
-SQLITE_FILENAME = "llmserve.db"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # How long a SQLite writer waits for another writer's lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 30.0
 PING_TIMEOUT_S = 5.0
 # Execution option that marks a connection as read-only, so SQLite can skip the write lock.
 _READONLY_OPTION = "llmserve_readonly"
-
-
-def sqlite_url_for(data_dir: Path) -> str:
-    return f"sqlite+aiosqlite:///{data_dir.expanduser().resolve() / SQLITE_FILENAME}"
 
 
 def normalize_url(url: str) -> URL:

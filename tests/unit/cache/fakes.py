@@ -7,7 +7,7 @@ from typing import Any
 
 from llmserve.cache.entries import CachedAnswer, CacheRequest
 from llmserve.config import CacheSettings
-from llmserve.providers.base import ChatMessage, Choice, Completion, GenerationOptions, Usage
+from llmserve.types import ChatMessage, Choice, Completion, GenerationOptions, Usage
 
 
 class FakeClock:

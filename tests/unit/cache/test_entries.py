@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmserve.cache.entries import CachedAnswer
-from llmserve.providers.base import Choice, Completion, Usage
+from llmserve.types import Choice, Completion, Usage
 
 CALL = {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}
 

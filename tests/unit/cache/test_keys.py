@@ -13,7 +13,7 @@ import pytest
 
 from llmserve.cache.entries import CacheRequest
 from llmserve.cache.keys import MAX_SEMANTIC_CHARS, exact_key, is_cacheable, semantic_scope, semantic_text
-from llmserve.providers.base import ChatMessage, GenerationOptions
+from llmserve.types import ChatMessage, GenerationOptions
 from tests.unit.cache.fakes import chat
 
 TOOL = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "required": []}}}
@@ -108,7 +108,7 @@ def test_the_key_is_the_same_in_another_process() -> None:
         "from tests.unit.cache.test_keys import TOOL_REORDERED\n"
         "from tests.unit.cache.fakes import chat\n"
         "from llmserve.cache.keys import exact_key, semantic_scope\n"
-        "from llmserve.providers.base import GenerationOptions\n"
+        "from llmserve.types import GenerationOptions\n"
         "options = GenerationOptions(temperature=0.0, tools=(TOOL_REORDERED,))\n"
         "request = chat('hi', system='s', options=options)\n"
         "print(exact_key(request), semantic_scope(request))\n"

@@ -12,7 +12,7 @@ from llmserve.cache.semantic import SemanticIndex
 from llmserve.cache.service import ResponseCache, build_cache
 from llmserve.cache.stores import MemoryStore, connect_redis
 from llmserve.config import Settings
-from llmserve.providers.base import GenerationOptions
+from llmserve.types import GenerationOptions
 from tests.unit.cache.fakes import FakeClock, ModelEmbedder, TableEmbedder, answer, cache_settings, chat
 
 QUESTION = "How do I reverse a list in Python?"

@@ -12,7 +12,7 @@ import pytest
 from llmserve.config import GuardrailSettings
 from llmserve.errors import GuardrailViolation
 from llmserve.guardrails import Guardrails, validate_overrides
-from llmserve.providers.base import ChatMessage
+from llmserve.types import ChatMessage
 
 
 def guard(**settings: Any) -> Guardrails:

@@ -30,7 +30,7 @@ from llmserve.jobs.invoke import AppInvoker, Invocation
 from llmserve.jobs.runner import UnitRunner
 from llmserve.jobs.units import REQUEST, finalize_id, line_id, new_job_id, prepare_id, request_row
 from llmserve.jobs.worker import JobWorker
-from llmserve.services.principal import PRIORITY_FLOOR_SCOPE_KEY, Principal
+from llmserve.principal import PRIORITY_FLOOR_SCOPE_KEY, Principal
 from llmserve.storage.db import Database
 from llmserve.storage.jobs_repository import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, JobRepository
 from llmserve.storage.models import JobRow, utcnow

@@ -22,7 +22,7 @@ from llmserve.limits.budget import (
     period_start,
 )
 from llmserve.limits.budget_stores import MemoryBudgetStore, RedisBudgetStore
-from llmserve.services.principal import BudgetPeriod, Principal
+from llmserve.principal import BudgetPeriod, Principal
 from tests.unit.limits.conftest import FakeCalendar
 
 NOW = datetime(2026, 11, 26, 15, 30, tzinfo=UTC)

@@ -11,11 +11,11 @@ from typing import Any
 import orjson
 import pytest
 
-from llmserve.api.middleware import request_id_var
+from llmserve.observability.context import request_id_var
 from llmserve.observability.events import log_llm_error, log_llm_request, log_llm_response
 from llmserve.observability.logging import LogFormat, configure_logging
-from llmserve.providers.base import ChatMessage
 from llmserve.schemas.openai import ChatMessageIn, ContentPart
+from llmserve.types import ChatMessage
 
 PII_PROMPT = "I am jane.doe@example.com, card 4111 1111 1111 1111"
 SECRET = "sk-llm-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v"

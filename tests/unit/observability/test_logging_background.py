@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from llmserve.api.middleware import request_id_var
+from llmserve.observability.context import request_id_var
 from llmserve.observability.logging import configure_logging, stop_log_writer
 
 SECRET = "sk-llm-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v"

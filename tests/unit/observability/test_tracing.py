@@ -35,26 +35,19 @@ from llmserve.observability.tracing import (
     current_span,
     inject_trace_context,
     otlp_endpoint,
-    record_route,
     record_usage,
     request_attributes,
     setup_tracing,
     span,
 )
 from llmserve.observability.tracing_middleware import TracingMiddleware
-from llmserve.providers.base import (
-    ChatInput,
-    ChatMessage,
-    Delta,
-    GenerationInput,
-    GenerationOptions,
-    Provider,
-    TextInput,
-)
+from llmserve.providers.base import Provider
 from llmserve.providers.http import UpstreamHTTP
 from llmserve.providers.openai_compat import OpenAIProvider
 from llmserve.routing.deployment import Deployment
 from llmserve.routing.router import Router
+from llmserve.routing.telemetry import record_route
+from llmserve.types import ChatInput, ChatMessage, Delta, GenerationInput, GenerationOptions, TextInput
 from tests.unit.routing.fakes import FakeClock, FakeProvider, deployment, router, upstream_error
 from tests.upstreams.openai_app import openai_server
 from tests.upstreams.server import Reply, UpstreamRequest, UpstreamServer

@@ -14,17 +14,9 @@ from pydantic import SecretStr
 from llmserve.config import ModelDeployment
 from llmserve.errors import ContextLengthExceeded, InvalidRequest, UpstreamError
 from llmserve.providers.anthropic import AnthropicProvider
-from llmserve.providers.base import (
-    ChatInput,
-    ChatMessage,
-    Delta,
-    GenerationOptions,
-    Provider,
-    StreamEvent,
-    TextInput,
-    Usage,
-)
+from llmserve.providers.base import Provider
 from llmserve.providers.http import UpstreamHTTP
+from llmserve.types import ChatInput, ChatMessage, Delta, GenerationOptions, StreamEvent, TextInput, Usage
 from tests.upstreams.anthropic_app import AnthropicUpstream, anthropic_server
 from tests.upstreams.server import Fault, StreamReply, UpstreamServer
 

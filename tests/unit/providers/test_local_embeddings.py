@@ -15,7 +15,6 @@ import pytest
 from llmserve.config import ModelDeployment
 from llmserve.engine.loader import LoadedModel
 from llmserve.errors import InvalidRequest
-from llmserve.providers.base import ChatInput, ChatMessage, TextInput
 from llmserve.providers.local_embeddings import (
     Embedder,
     GroupEmbedder,
@@ -23,6 +22,7 @@ from llmserve.providers.local_embeddings import (
     load_sentence_transformer,
     packaged_minilm_deployment,
 )
+from llmserve.types import ChatInput, ChatMessage, TextInput
 
 
 @pytest.fixture(scope="module")

@@ -12,18 +12,10 @@ from pydantic import SecretStr
 
 from llmserve.config import ModelDeployment
 from llmserve.errors import ContextLengthExceeded, UpstreamError
-from llmserve.providers.base import (
-    ChatInput,
-    ChatMessage,
-    Delta,
-    GenerationOptions,
-    Provider,
-    StreamEvent,
-    TextInput,
-    Usage,
-)
+from llmserve.providers.base import Provider
 from llmserve.providers.http import UpstreamHTTP
 from llmserve.providers.openai_compat import OpenAIProvider
+from llmserve.types import ChatInput, ChatMessage, Delta, GenerationOptions, StreamEvent, TextInput, Usage
 from tests.upstreams.openai_app import OpenAIUpstream, embedding_for, openai_server
 from tests.upstreams.server import Fault, Reply, StreamReply, UpstreamRequest, UpstreamServer
 

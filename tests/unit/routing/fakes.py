@@ -11,7 +11,10 @@ from typing import Any
 
 from llmserve.config import CircuitBreakerSettings, ModelDeployment, RouterSettings
 from llmserve.errors import UpstreamError
-from llmserve.providers.base import (
+from llmserve.routing.breaker import CircuitBreaker
+from llmserve.routing.deployment import Deployment, DeploymentStats
+from llmserve.routing.router import Router
+from llmserve.types import (
     ChatInput,
     ChatMessage,
     Choice,
@@ -21,9 +24,6 @@ from llmserve.providers.base import (
     StreamEvent,
     Usage,
 )
-from llmserve.routing.breaker import CircuitBreaker
-from llmserve.routing.deployment import Deployment, DeploymentStats
-from llmserve.routing.router import Router
 
 REQUEST = ChatInput((ChatMessage("user", "hello"),))
 

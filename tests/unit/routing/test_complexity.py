@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 
 from llmserve.config import ComplexityRouting, RouterSettings
-from llmserve.providers.base import ChatInput, ChatMessage, TextInput
 from llmserve.routing.complexity import ComplexityClassifier, classify
 from llmserve.routing.router import Router
+from llmserve.types import ChatInput, ChatMessage, TextInput
 
 TIERS = ComplexityRouting(
     simple="small", medium="mid", complex="big", long_prompt_chars=500, short_prompt_chars=50

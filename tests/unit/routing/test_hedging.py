@@ -8,9 +8,9 @@ import pytest
 
 from llmserve.config import RouterSettings
 from llmserve.errors import InvalidRequest
-from llmserve.providers.base import Delta
 from llmserve.routing.deployment import Deployment
 from llmserve.routing.router import Router
+from llmserve.types import Delta
 from tests.unit.routing.fakes import REQUEST, FakeClock, FakeProvider, deployment, upstream_error
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from llmserve.config import CircuitBreakerSettings, RouterSettings
 from llmserve.errors import RateLimited, UpstreamError
-from llmserve.providers.base import Delta, GenerationInput, StreamEvent, Usage
 from llmserve.routing.calls import RoutedStream
 from llmserve.routing.router import Router
+from llmserve.types import Delta, GenerationInput, StreamEvent, Usage
 from tests.unit.routing.fakes import (
     REQUEST,
     FailAfter,

@@ -11,9 +11,9 @@ import pytest
 
 from llmserve.config import ModelDeployment
 from llmserve.engine.loader import LoadedModel, load_model
-from llmserve.providers.base import ChatInput, ChatMessage
 from llmserve.providers.local import render_prompt_ids
 from llmserve.services.context import completion_reserve, fit_messages
+from llmserve.types import ChatInput, ChatMessage
 
 
 class WordCounter:

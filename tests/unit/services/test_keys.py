@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmserve.config import Settings, load_settings
 from llmserve.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from llmserve.principal import ANONYMOUS_PRINCIPAL, Principal
 from llmserve.services import keys as keys_module
 from llmserve.services.keys import (
     KEY_PREFIX,
@@ -21,7 +22,6 @@ from llmserve.services.keys import (
     ensure_model_allowed,
     hash_secret,
 )
-from llmserve.services.principal import ANONYMOUS_PRINCIPAL, Principal
 from llmserve.storage.db import Database
 from llmserve.storage.models import ApiKeyRow
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from llmserve.storage.db import Database, normalize_url, sqlite_url_for
+from llmserve.config import sqlite_url_for
+from llmserve.storage.db import Database, normalize_url
 
 
 def test_sqlite_url_for_is_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,6 @@ from llmserve.api import convert
 from llmserve.api.deps import ChatServiceDep, ConversationServiceDep
 from llmserve.api.sse import sse_response
 from llmserve.api.streams import route_headers, seed_text_sse, stream_headers
-from llmserve.providers.base import ChatMessage, GenerationOptions
 from llmserve.schemas.common import SeedTurn
 from llmserve.schemas.seed import (
     SeedChatRequest,
@@ -26,6 +25,7 @@ from llmserve.schemas.seed import (
     StoredMessages,
     seed_time,
 )
+from llmserve.types import ChatMessage, GenerationOptions
 
 router = APIRouter(prefix="/chat", tags=["seed chat"])
 simple_router = APIRouter(tags=["seed chat"])

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends
 
 from llmserve.api import convert
 from llmserve.api.deps import RegistryDep
-from llmserve.providers.base import ChatMessage
 from llmserve.schemas.openai import ChatCompletionRequest
 from llmserve.schemas.tokens import EstimateRequest, EstimateResponse, TokenizeRequest, TokenizeResponse
 from llmserve.services.tokens import TokenService
+from llmserve.types import ChatMessage
 
 router = APIRouter(prefix="/v1", tags=["tokens"])
 

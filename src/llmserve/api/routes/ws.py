@@ -11,9 +11,9 @@ from llmserve.api import convert
 from llmserve.api.deps import services_for_websocket
 from llmserve.api.errors import payload_for
 from llmserve.errors import LLMServeError
-from llmserve.providers.base import ChatMessage, Delta
 from llmserve.schemas.seed import SeedChatRequest
 from llmserve.services.chat import ChatService
+from llmserve.types import ChatMessage, Delta
 
 router = APIRouter(tags=["seed chat"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llmserve.services.principal import ANONYMOUS_PRINCIPAL, Principal
+from llmserve.principal import ANONYMOUS_PRINCIPAL, Principal
 
 ANONYMOUS = "anonymous"
 

@@ -1,0 +1,23 @@
+"""One generation as the batching scheduler sees it: shared by the scheduler, its batches and the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+
+from llmserve.engine.loader import LoadedModel
+from llmserve.engine.sampling import SamplingParams
+
+
+@dataclass(eq=False)
+class Request:
+    """One generation as the scheduler sees it; its consumer reads ``queue`` on ``loop``."""
+
+    loaded: LoadedModel
+    prompt_ids: list[int]
+    params: SamplingParams
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[object]
+    finished: asyncio.Future[None]  # set once the scheduler holds nothing of this request any more
+    cancel: threading.Event = field(default_factory=threading.Event)

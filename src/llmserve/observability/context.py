@@ -1,0 +1,13 @@
+"""Per-request context variables: set by the outer middleware and the pipeline, read by logs, metrics
+and errors. The ground floor of observability: this module imports nothing of the app."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+# perf_counter() when the request reached llmserve (the outermost middleware): the gateway-overhead
+# header counts from here, so parsing, validation and middleware are in it.
+received_at_var: ContextVar[float | None] = ContextVar("received_at", default=None)
+# The model group a request resolved to, once the pipeline knows it: labels metrics and error logs.
+current_model: ContextVar[str] = ContextVar("llmserve_current_model", default="")
