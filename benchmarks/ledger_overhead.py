@@ -151,7 +151,7 @@ async def per_call(settings: Settings, count: int) -> PerCall:
         accounting = Accounting(registry, cache=None, ledger=ledger)
 
         async def charge(_: int) -> None:
-            await accounting.charge(ctx, route, usage, "miss", 12.5)
+            await accounting.charge(ctx, route, accounting.bill(route, usage, "miss"), "miss", 12.5)
 
         rows.append(us_row("Accounting.charge, ledger on (the steps below)", await timed(count, charge)))
         started = time.perf_counter()
@@ -161,7 +161,7 @@ async def per_call(settings: Settings, count: int) -> PerCall:
         unledgered = Accounting(registry, cache=None, ledger=None)
 
         async def charge_off(_: int) -> None:
-            await unledgered.charge(ctx, route, usage, "miss", 12.5)
+            await unledgered.charge(ctx, route, unledgered.bill(route, usage, "miss"), "miss", 12.5)
 
         rows.append(us_row("Accounting.charge, ledger off (pricing only)", await timed(count, charge_off)))
 
@@ -242,9 +242,9 @@ async def request_latency(settings: Settings, rounds: int, block: int) -> tuple[
         assert services.usage is not None, "the app builds a ledger"
         cache = services.chat.accounting.cache
         assert cache is not None, "the exact cache is on"
-        off_chat = copy.copy(services.chat)  # the same pipeline (cache, admission, metrics) ...
-        off_chat.accounting = copy.copy(services.chat.accounting)
-        off_chat.accounting.ledger = None  # ... without the ledger
+        unledgered = copy.copy(services.chat.accounting)
+        unledgered.ledger = None  # the same pipeline (cache, admission, metrics) without the ledger
+        off_chat = services.chat.with_accounting(unledgered)
         ledger_off = replace(services, chat=off_chat)
         before = sum(row.requests for row in await services.usage.report())
         transport = httpx.ASGITransport(app=app)

@@ -84,7 +84,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             database=database,
             registry=registry,
             conversations=conversations,
-            chat=ChatService(
+            chat=ChatService.build(
                 registry,
                 conversations,
                 accounting,

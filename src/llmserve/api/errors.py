@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from llmserve.api.sse import sse_event
 from llmserve.errors import LLMServeError
 from llmserve.observability.context import current_model, request_id_var
-from llmserve.observability.events import log_llm_error
+from llmserve.services.llm_events import log_llm_error
 
 logger = logging.getLogger(__name__)
 

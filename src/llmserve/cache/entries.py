@@ -31,6 +31,8 @@ class CacheRequest:
     no_store: bool = False
     ttl: float | None = None
     opt_in: bool = False  # the body carried a ``cache`` object: the client asks for replays
+    # Keys derived from this request, computed once: the lookup and the store of one call share them.
+    derived_keys: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,10 @@ def is_cacheable(req: CacheRequest) -> bool:
 
 
 def exact_key(req: CacheRequest) -> str:
-    return _digest(_canonical(req, req.messages))
+    key = req.derived_keys.get("exact")
+    if key is None:
+        key = req.derived_keys["exact"] = _digest(_canonical(req, req.messages))
+    return key
 
 
 def semantic_text(req: CacheRequest) -> str:
@@ -57,10 +60,14 @@ def semantic_scope(req: CacheRequest, embedding_model: str = "") -> str:
     That is the group, tenant, namespace, every sampling option, and the whole earlier conversation
     (system prompts included) verbatim; a paraphrase is only a hit after an identical history.
     """
-    earlier = req.messages[:-1] if req.messages else ()
-    document = _canonical(req, earlier)
-    document["semantic"] = embedding_model  # vectors of two models are not comparable
-    return _digest(document)
+    memo = "scope:" + embedding_model
+    scope = req.derived_keys.get(memo)
+    if scope is None:
+        earlier = req.messages[:-1] if req.messages else ()
+        document = _canonical(req, earlier)
+        document["semantic"] = embedding_model  # vectors of two models are not comparable
+        scope = req.derived_keys[memo] = _digest(document)
+    return scope
 
 
 def _digest(document: dict[str, Any]) -> str:

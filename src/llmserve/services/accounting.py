@@ -1,7 +1,8 @@
-"""What happens around each call: context fitting before it, cache lookup and store, the ledger row.
+"""What happens around each call: context fitting before it, cache lookup and store, the bill and the
+ledger row after it.
 
-ChatService calls these four steps; each is a no-op when its feature is off, so the pipeline reads
-the same with the embedded defaults and with everything turned on.
+The pipeline (services/chat/) calls these steps; each is a no-op when its feature is off, so the
+pipeline reads the same with the embedded defaults and with everything turned on.
 """
 
 from __future__ import annotations
@@ -21,13 +22,23 @@ from llmserve.services.pricing import cost_usd
 from llmserve.types import ChatInput, Completion, GenerationInput, Usage
 
 if TYPE_CHECKING:
-    from llmserve.cache.keys import CacheRequest
+    from llmserve.cache.entries import CacheRequest
     from llmserve.cache.semantic import Embedder
     from llmserve.cache.service import ResponseCache
     from llmserve.observability.metrics import Metrics
     from llmserve.services.usage import CacheStatus, UsageLedger
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Bill:
+    """What one request is charged, computed once and used by admission, the ledger and the logs."""
+
+    usage: Usage  # the tokens billed: zero for a cache hit
+    cost: Decimal
+    provider: str  # the deployment's provider kind, or "cache"
+    estimated: bool = False  # the upstream reported no usage: the counts are estimates
 
 
 @dataclass(frozen=True)
@@ -103,69 +114,66 @@ class Accounting:
             return request
         return await self.registry.fit_context(group, request)
 
-    async def lookup(self, group: str, request: GenerationInput, ctx: RequestContext) -> CacheLookup | None:
-        if self.cache is None:
+    def cache_request(self, group: str, request: GenerationInput, ctx: RequestContext) -> CacheRequest | None:
+        """The request as the cache sees it, built once per call (None: no cache on this server)."""
+        return None if self.cache is None else _cache_request(group, request, ctx)
+
+    async def lookup(self, cached: CacheRequest | None) -> CacheLookup | None:
+        if self.cache is None or cached is None:
             return None
-        hit = await self.cache.lookup(_cache_request(group, request, ctx))
+        hit = await self.cache.lookup(cached)
         if hit is None:
             return None
         return CacheLookup(hit.answer.model, hit.answer.completion, hit.kind, hit.similarity)
 
-    async def remember(
-        self,
-        group: str,
-        request: GenerationInput,
-        ctx: RequestContext,
-        completion: Completion,
-        answered_by: str,
-    ) -> None:
-        if self.cache is None:
+    async def remember(self, cached: CacheRequest | None, completion: Completion, answered_by: str) -> None:
+        if self.cache is None or cached is None:
             return
         from llmserve.cache.service import CachedAnswer
 
-        await self.cache.store(_cache_request(group, request, ctx), CachedAnswer.new(completion, answered_by))
+        await self.cache.store(cached, CachedAnswer.new(completion, answered_by))
 
-    def billed(self, route: RouteInfo, usage: Usage, cache_status: str) -> tuple[Usage, Decimal]:
+    def bill(self, route: RouteInfo, usage: Usage, cache_status: str) -> Bill:
         """The tokens and cost a request is charged: nothing for a cache hit."""
-        if cache_status != "miss":
-            return Usage(0, 0), Decimal(0)
         deployment = self.registry.deployment_config(route.deployment)
+        provider = deployment.provider if deployment is not None else "cache"
+        if cache_status != "miss":
+            return Bill(Usage(0, 0), Decimal(0), provider, usage.estimated)
         if deployment is None:
-            return usage, Decimal(0)
-        return usage, cost_usd(deployment, usage.prompt_tokens, usage.completion_tokens)
+            return Bill(usage, Decimal(0), provider, usage.estimated)
+        cost = cost_usd(deployment, usage.prompt_tokens, usage.completion_tokens)
+        return Bill(usage, cost, provider, usage.estimated)
 
     async def charge(
-        self, ctx: RequestContext, route: RouteInfo, usage: Usage, cache_status: str, latency_ms: float
+        self, ctx: RequestContext, route: RouteInfo, bill: Bill, cache_status: str, latency_ms: float
     ) -> None:
-        """One ledger row per answered request; a cache hit costs nothing."""
-        billed, cost = self.billed(route, usage, cache_status)
+        """One ledger row per answered request, and the token and cost counters."""
         if self.metrics is not None:
-            self.metrics.add_tokens(route.group, billed.prompt_tokens, billed.completion_tokens)
-            self.metrics.add_cost(route.group, cost)
+            self.metrics.add_tokens(route.group, bill.usage.prompt_tokens, bill.usage.completion_tokens)
+            self.metrics.add_cost(route.group, bill.cost)
         if self.ledger is None:
             return
         from llmserve.services.usage import UsageRecord
 
-        deployment = self.registry.deployment_config(route.deployment)
         await self.ledger.record(
             UsageRecord(
                 request_id=ctx.request_id,
                 api_key=ctx.api_key,
                 model=route.group,
                 deployment=route.deployment,
-                provider=deployment.provider if deployment is not None else "cache",
-                prompt_tokens=billed.prompt_tokens,
-                completion_tokens=billed.completion_tokens,
-                cost_usd=cost,
+                provider=bill.provider,
+                prompt_tokens=bill.usage.prompt_tokens,
+                completion_tokens=bill.usage.completion_tokens,
+                cost_usd=bill.cost,
                 cache_status=cast("CacheStatus", cache_status),
                 latency_ms=latency_ms,
-                tokens_estimated=usage.estimated,
+                tokens_estimated=bill.estimated,
             )
         )
 
 
 def _cache_request(group: str, request: GenerationInput, ctx: RequestContext) -> CacheRequest:
-    from llmserve.cache.keys import CacheRequest
+    from llmserve.cache.entries import CacheRequest
 
     is_chat = isinstance(request, ChatInput)
     return CacheRequest(

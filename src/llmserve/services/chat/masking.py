@@ -1,0 +1,42 @@
+"""Output guardrails on what leaves llmserve: whole completions, and streams piece by piece."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from llmserve.types import Choice, Completion, Delta, StreamEvent
+
+if TYPE_CHECKING:
+    from llmserve.guardrails import OutputMasker
+    from llmserve.services.admission import Pass
+
+
+def masked_completion(completion: Completion, admitted: Pass | None) -> Completion:
+    if admitted is None or admitted.guardrails is None or not admitted.guardrails.masks_output:
+        return completion
+    choices = [
+        Choice(c.index, admitted.mask(c.text), c.finish_reason, c.tool_calls) for c in completion.choices
+    ]
+    return Completion(choices=choices, usage=completion.usage)
+
+
+class StreamMaskers:
+    """One masker per choice, holding back what could still turn out to be PII."""
+
+    def __init__(self, admitted: Pass | None) -> None:
+        self._admitted = admitted
+        self._by_choice: dict[int, OutputMasker] = {}
+
+    def apply(self, event: StreamEvent) -> StreamEvent:
+        if self._admitted is None or not isinstance(event, Delta):
+            return event
+        masker = self._by_choice.get(event.index)
+        if masker is None:
+            masker = self._admitted.output_masker()
+            if masker is None:
+                return event
+            self._by_choice[event.index] = masker
+        text = masker.feed(event.text)
+        if event.finish_reason is not None:
+            text += masker.flush()
+        return Delta(event.index, text, event.finish_reason, event.tool_calls)

@@ -1,0 +1,107 @@
+"""ChatService: the pipeline's entry points, shared by every surface (OpenAI, seed-native, WebSocket,
+the async jobs runner).
+
+Each entry point prepares one ``ChatCall`` and hands it to one stage: ``answer`` for a whole reply,
+``open_stream`` for a stream. Both end through ``settle``. Streams come back from the router
+"primed": their first event is in hand before any byte goes to the client, so up-front errors
+(unknown model, prompt too long, every deployment down) become proper HTTP errors and failover
+stays invisible to the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from llmserve.observability.context import current_model
+from llmserve.observability.metrics import Metrics
+from llmserve.request_context import RequestContext
+from llmserve.services.accounting import Accounting
+from llmserve.services.admission import Admission
+from llmserve.services.chat.answer import answer
+from llmserve.services.chat.call import ChatResult, ChatStream
+from llmserve.services.chat.pipeline import Pipeline
+from llmserve.services.chat.prepare import ChatAsk, prepare_chat, prepare_text
+from llmserve.services.chat.stream import open_stream
+from llmserve.services.conversations import ConversationService
+from llmserve.services.models import ModelRegistry
+from llmserve.types import ChatMessage, GenerationOptions
+
+
+class ChatService:
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    @classmethod
+    def build(
+        cls,
+        registry: ModelRegistry,
+        conversations: ConversationService,
+        accounting: Accounting | None = None,
+        admission: Admission | None = None,
+        *,
+        metrics: Metrics | None = None,
+        log_payloads: bool = False,
+    ) -> ChatService:
+        accounting = accounting or Accounting(registry)
+        return cls(Pipeline(registry, conversations, accounting, admission, metrics, log_payloads))
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return self.pipeline.registry
+
+    @property
+    def accounting(self) -> Accounting:
+        return self.pipeline.accounting
+
+    def with_accounting(self, accounting: Accounting) -> ChatService:
+        """The same pipeline with other accounting (benchmarks compare the ledger on and off)."""
+        return ChatService(replace(self.pipeline, accounting=accounting))
+
+    async def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        options: GenerationOptions,
+        *,
+        model: str | None = None,
+        conversation_id: str | None = None,
+        store: bool = False,
+        inline_history: Sequence[ChatMessage] = (),
+        requirements: str | None = None,
+        ctx: RequestContext | None = None,
+    ) -> ChatResult:
+        ask = ChatAsk(messages, options, model, conversation_id, store, inline_history, requirements)
+        return await answer(self.pipeline, await prepare_chat(self.pipeline, ask, ctx, stream=False))
+
+    async def stream_chat(
+        self,
+        messages: Sequence[ChatMessage],
+        options: GenerationOptions,
+        *,
+        model: str | None = None,
+        conversation_id: str | None = None,
+        store: bool = False,
+        inline_history: Sequence[ChatMessage] = (),
+        requirements: str | None = None,
+        ctx: RequestContext | None = None,
+    ) -> ChatStream:
+        ask = ChatAsk(messages, options, model, conversation_id, store, inline_history, requirements)
+        return await open_stream(self.pipeline, await prepare_chat(self.pipeline, ask, ctx, stream=True))
+
+    async def complete_text(
+        self, prompt: str, options: GenerationOptions, model: str | None, ctx: RequestContext | None = None
+    ) -> ChatResult:
+        return await answer(
+            self.pipeline, prepare_text(self.pipeline, prompt, options, model, ctx, stream=False)
+        )
+
+    async def stream_text(
+        self, prompt: str, options: GenerationOptions, model: str | None, ctx: RequestContext | None = None
+    ) -> ChatStream:
+        call = prepare_text(self.pipeline, prompt, options, model, ctx, stream=True)
+        return await open_stream(self.pipeline, call)
+
+    async def embed(self, texts: Sequence[str], model: str | None) -> tuple[str, list[list[float]]]:
+        group = self.registry.route_group(model, None, None)
+        current_model.set(group)
+        return group, await self.registry.embed(group, texts)
