@@ -1,30 +1,36 @@
-"""create_app(settings): the one place that builds, wires and closes every long-lived object."""
+"""create_app(settings): the one place that builds, wires and closes every long-lived object.
+
+The lifespan is an ``AsyncExitStack``: each object is built and entered in order (what it needs is
+already there) and closed in reverse (nothing is closed while something built after it still uses it).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from llmserve import __version__
 from llmserve.api.auth import authenticate, require_admin
 from llmserve.api.deps import Services
 from llmserve.api.errors import install_error_handlers
-from llmserve.api.fast_routes import FastOpenAIRoutes
 from llmserve.api.middleware import BodySizeLimitMiddleware, JsonBodyMiddleware, RequestIdMiddleware
+from llmserve.api.openapi import document_bodies
 from llmserve.api.routes import admin, batches, files, health, jobs, keys, openai, seed, tokens, ws
 from llmserve.api.routes import metrics as metrics_routes
 from llmserve.config import Settings
 from llmserve.jobs.wiring import build_jobs
-from llmserve.jobs.worker import JobWorker, drain
+from llmserve.jobs.worker import drain
 from llmserve.observability.metrics import Metrics, StateSnapshot
 from llmserve.observability.metrics_middleware import MetricsMiddleware
-from llmserve.observability.tracing import setup_tracing
+from llmserve.observability.tracing import TracingHandle, setup_tracing
+from llmserve.observability.tracing_middleware import TracingMiddleware
 from llmserve.providers.http import UpstreamHTTP
 from llmserve.services.accounting import Accounting
 from llmserve.services.admission import Admission
@@ -45,41 +51,36 @@ logger = logging.getLogger(__name__)
 IDLE_CHECK_SECONDS = 5.0
 
 
-async def _unload_idle_models(managers: list[ModelManager]) -> None:
-    while True:
-        await asyncio.sleep(IDLE_CHECK_SECONDS)
-        for manager in managers:
-            await manager.unload_if_idle()
-
-
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    database = Database(settings.effective_database_url)
-    upstream_http = UpstreamHTTP()
     metrics: Metrics | None = app.state.metrics
-    registry = ModelRegistry.from_settings(settings, upstream_http, metrics=metrics)
-    idle_task: asyncio.Task[None] | None = None
-    usage: UsageLedger | None = None
-    accounting: Accounting | None = None
-    closers: list[Callable[[], Awaitable[None]]] = []
-    job_worker: JobWorker | None = None
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        if app.state.tracing is not None:  # closed last: it flushes the spans still batched
+            stack.push_async_callback(app.state.tracing.aclose)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        database = Database(settings.effective_database_url)
+        stack.push_async_callback(database.dispose)
+        upstream_http = UpstreamHTTP()
+        stack.push_async_callback(upstream_http.aclose)
+        registry = ModelRegistry.from_settings(settings, upstream_http, metrics=metrics)
+        stack.push_async_callback(registry.close)
         await database.upgrade()
-        conversations = ConversationService(database)
         usage = UsageLedger(database, settings.usage)
         usage.start()
+        stack.push_async_callback(usage.close)  # rows still waiting are written before the database goes
         accounting = Accounting.build(settings, registry, usage, metrics=metrics)
+        stack.push_async_callback(accounting.close)
         admission = _build_admission(settings, registry, usage, metrics)
-        closers.append(admission.close)
+        stack.push_async_callback(admission.close)
         redis_url = settings.limits.redis_url or settings.cache.redis_url or settings.redis_url
-        health = DependencyChecks(database, redis_url)
-        closers.append(health.close)
-        keys = KeyService(database, settings)
-        jobs = build_jobs(app, settings, database, keys)
+        health_checks = DependencyChecks(database, redis_url)
+        stack.push_async_callback(health_checks.close)
+        key_service = KeyService(database, settings)
+        job_parts = build_jobs(app, settings, database, key_service)
+        conversations = ConversationService(database)
         app.state.services = Services(
-            jobs=jobs,
+            jobs=job_parts,
             settings=settings,
             database=database,
             registry=registry,
@@ -93,41 +94,43 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 log_payloads=settings.observability.log_payloads,
             ),
             usage=usage,
-            keys=keys,
-            health=health,
+            keys=key_service,
+            health=health_checks,
             metrics=metrics,
         )
-        await jobs.worker.start()
-        job_worker = jobs.worker
+        await job_parts.worker.start()
+        stack.push_async_callback(drain, job_parts.worker)  # running units use every service above
         if metrics is not None:
             metrics.set_state_source(_metrics_state(registry, admission.queue))
-        if settings.engine.preload:
-            for manager in registry.managers:
-                manager.start_loading()
-        if any(m.deployment.idle_unload_seconds for m in registry.managers):
-            idle_task = asyncio.create_task(_unload_idle_models(registry.managers))
+        _start_models(settings, registry, stack)
         logger.info(
             "llmserve %s ready to accept requests; models: %s",
             __version__,
             ", ".join(g.name for g in registry.groups()),
         )
         yield
-    finally:
-        await drain(job_worker)  # first: running units use every service below
-        if idle_task is not None:
-            idle_task.cancel()
-            await asyncio.gather(idle_task, return_exceptions=True)
-        for close in closers:
-            await close()
-        if accounting is not None:
-            await accounting.close()
-        await registry.close()
-        await upstream_http.aclose()
-        if usage is not None:  # rows still waiting are written before the database goes away
-            await usage.close()
-        await database.dispose()
-        if app.state.tracing is not None:  # flush the spans still batched
-            await app.state.tracing.aclose()
+
+
+def _start_models(settings: Settings, registry: ModelRegistry, stack: contextlib.AsyncExitStack) -> None:
+    """Preload local models if asked, and unload idle ones in the background."""
+    if settings.engine.preload:
+        for manager in registry.managers:
+            manager.start_loading()
+    if any(m.deployment.idle_unload_seconds for m in registry.managers):
+        idle_task = asyncio.create_task(_unload_idle_models(registry.managers))
+        stack.push_async_callback(_cancelled, idle_task)
+
+
+async def _unload_idle_models(managers: list[ModelManager]) -> None:
+    while True:
+        await asyncio.sleep(IDLE_CHECK_SECONDS)
+        for manager in managers:
+            await manager.unload_if_idle()
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def _metrics_state(registry: ModelRegistry, queue: AdmissionQueue | None) -> Callable[[], StateSnapshot]:
@@ -170,49 +173,58 @@ def _build_admission(
     )
 
 
+def _middleware(
+    settings: Settings, metrics: Metrics | None, tracing: TracingHandle | None
+) -> list[Middleware]:
+    """Outermost first. Each entry is a small pure-ASGI middleware; the ones switched off are absent."""
+    cors = settings.server.cors_origins
+    stack = [
+        Middleware(RequestIdMiddleware),  # first: every log line and error below carries the request id
+        Middleware(MetricsMiddleware, metrics=metrics) if metrics else None,  # counts the size limit's 413s
+        Middleware(
+            BodySizeLimitMiddleware,
+            max_body_bytes=settings.server.max_body_bytes,
+            # Multipart overhead on top of the largest file allowed.
+            path_limits={"/v1/files": settings.jobs.max_file_bytes + 64 * 1024},
+        ),
+        Middleware(JsonBodyMiddleware),
+        Middleware(CORSMiddleware, allow_origins=cors, allow_methods=["*"], allow_headers=["*"])
+        if cors
+        else None,
+        # Innermost: it names spans from the route the router matched.
+        Middleware(TracingMiddleware, handle=tracing) if tracing is not None else None,
+    ]
+    return [entry for entry in stack if entry is not None]
+
+
+def _include_routes(app: FastAPI) -> None:
+    """Every API route checks the caller's key (when auth is on); /admin needs an admin key;
+    /health, /ready and /metrics stay open for load balancers, orchestrators and scrapers."""
+    authenticated = (openai.router, tokens.router, files.router, batches.router, jobs.router)
+    for router in (*authenticated, seed.router, seed.simple_router, ws.router):
+        app.include_router(router, dependencies=[Depends(authenticate)])
+    app.include_router(openai.hot_router)  # its routes authenticate as they read the body (api/body.py)
+    document_bodies(app, openai.HOT_BODIES)
+    app.include_router(health.router)
+    app.include_router(metrics_routes.router)
+    for router in (admin.router, keys.router):
+        app.include_router(router, dependencies=[Depends(require_admin)])
+
+
 def create_app(settings: Settings) -> FastAPI:
+    # Built before the app: the middleware needs them; the lifespan hands them to Services.
+    metrics = Metrics.from_settings(settings) if settings.observability.metrics else None
+    tracing = setup_tracing(settings)
     app = FastAPI(
         title="llmserve",
         version=__version__,
         description="Any LLM as a production Web API: OpenAI-compatible and seed-native chat endpoints.",
         lifespan=_lifespan,
+        middleware=_middleware(settings, metrics, tracing),
     )
     app.state.settings = settings
-    # Built here, not in the lifespan: the middleware below needs it; the lifespan hands it to Services.
-    app.state.metrics = Metrics.from_settings(settings) if settings.observability.metrics else None
-    app.state.tracing = setup_tracing(settings)
+    app.state.metrics = metrics
+    app.state.tracing = tracing
     install_error_handlers(app)
-    # Every API route checks the caller's key (when auth is on); /admin needs an admin key;
-    # /health and /ready stay open for load balancers and orchestrators.
-    api_routers = (openai.router, tokens.router, files.router, batches.router, jobs.router)
-    for router in (*api_routers, seed.router, seed.simple_router, ws.router):
-        app.include_router(router, dependencies=[Depends(authenticate)])
-    app.include_router(health.router)
-    app.include_router(metrics_routes.router)  # open, like /health: scrapers carry no key
-    for router in (admin.router, keys.router):
-        app.include_router(router, dependencies=[Depends(require_admin)])
-    # Innermost: serves well-formed chat and completion requests without FastAPI's per-request work,
-    # passing everything else on (api/fast_routes.py). It records the route as the router would.
-    app.add_middleware(FastOpenAIRoutes, api=app)
-    if app.state.tracing is not None:  # inside the rest: it names spans from the matched route
-        from llmserve.observability.tracing_middleware import TracingMiddleware
-
-        app.add_middleware(TracingMiddleware, handle=app.state.tracing)
-    if settings.server.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.server.cors_origins,
-            allow_methods=["*"],
-            allow_headers=["*"],
-        )
-    app.add_middleware(JsonBodyMiddleware)
-    app.add_middleware(
-        BodySizeLimitMiddleware,
-        max_body_bytes=settings.server.max_body_bytes,
-        # Multipart overhead on top of the largest file allowed.
-        path_limits={"/v1/files": settings.jobs.max_file_bytes + 64 * 1024},
-    )
-    if app.state.metrics is not None:  # outside the size limit: its 413s are counted too
-        app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    app.add_middleware(RequestIdMiddleware)
+    _include_routes(app)
     return app

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from llmserve.api.http_protocol import H2cTolerantHttpToolsProtocol
+from llmserve.server.http_protocol import H2cTolerantHttpToolsProtocol
 from llmserve.config import ServerSettings
-from llmserve.serving import uvicorn_http_protocol
+from llmserve.server.process import uvicorn_http_protocol
 
 
 def test_the_default_is_httptools_through_the_h2c_tolerant_protocol() -> None:

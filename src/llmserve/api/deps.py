@@ -41,13 +41,14 @@ class Services:
     jobs: Jobs | None = None  # async jobs, files and batches
 
 
-def _lookup(request: Request) -> Services:
+def services_of(request: Request) -> Services:
+    """The app's services, for routes that take the raw ``Request`` (the hot POSTs)."""
     services: Services = request.app.state.services
     return services
 
 
 async def _services(request: Request) -> Services:
-    return _lookup(request)
+    return services_of(request)
 
 
 def services_for_websocket(websocket: WebSocket) -> Services:
@@ -56,26 +57,26 @@ def services_for_websocket(websocket: WebSocket) -> Services:
 
 
 async def _chat(request: Request) -> ChatService:
-    return _lookup(request).chat
+    return services_of(request).chat
 
 
 async def _conversations(request: Request) -> ConversationService:
-    return _lookup(request).conversations
+    return services_of(request).conversations
 
 
 async def _registry(request: Request) -> ModelRegistry:
-    return _lookup(request).registry
+    return services_of(request).registry
 
 
 async def _usage(request: Request) -> UsageLedger:
-    ledger = _lookup(request).usage
+    ledger = services_of(request).usage
     if ledger is None:
         raise NotFound("The usage ledger is not enabled on this server", code="usage_disabled")
     return ledger
 
 
 async def _jobs(request: Request) -> Jobs:
-    jobs = _lookup(request).jobs
+    jobs = services_of(request).jobs
     if jobs is None:
         raise NotFound("Async jobs and batches are not enabled on this server", code="jobs_disabled")
     return jobs

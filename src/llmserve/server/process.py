@@ -34,7 +34,7 @@ def uvicorn_http_protocol(name: str) -> Any:
     if name == "h11":
         return name
     try:
-        from llmserve.api.http_protocol import H2cTolerantHttpToolsProtocol
+        from llmserve.server.http_protocol import H2cTolerantHttpToolsProtocol
     except ImportError:
         if name == "auto":
             return "h11"

@@ -20,7 +20,7 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 from websockets.sync.client import connect
 
-from llmserve.api.http_protocol import H2cTolerantHttpToolsProtocol, _HeadCoalescingTransport
+from llmserve.server.http_protocol import H2cTolerantHttpToolsProtocol, _HeadCoalescingTransport
 from tests.live_server import free_port
 
 H2C_OFFER = (  # what the JDK's HttpClient adds to a plain-HTTP request

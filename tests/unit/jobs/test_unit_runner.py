@@ -20,7 +20,7 @@ import pytest
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from llmserve.api.convert import request_context
+from llmserve.api.serving.convert import request_context
 from llmserve.config import JobSettings
 from llmserve.jobs.async_jobs import AsyncJobService
 from llmserve.jobs.batches import BatchService

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.requests import Request
 
-from llmserve.api.convert import request_context
 from llmserve.api.deps import JobsDep
+from llmserve.api.serving.convert import request_context
 from llmserve.schemas.batches import BatchCreateRequest, BatchList, BatchObject
 
 router = APIRouter(prefix="/v1", tags=["batches"])

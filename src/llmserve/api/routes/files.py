@@ -8,8 +8,8 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
-from llmserve.api.convert import request_context
 from llmserve.api.deps import JobsDep
+from llmserve.api.serving.convert import request_context
 from llmserve.errors import InvalidRequest
 from llmserve.schemas.batches import FileDeleted, FileList, FileObject
 

@@ -14,9 +14,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from llmserve.api.convert import request_context
 from llmserve.api.deps import JobsDep
 from llmserve.api.errors import describe_validation
+from llmserve.api.serving.convert import request_context
 from llmserve.errors import InvalidRequest
 from llmserve.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from llmserve.api import convert
 from llmserve.api.deps import RegistryDep
+from llmserve.api.serving import convert
 from llmserve.schemas.openai import ChatCompletionRequest
 from llmserve.schemas.tokens import EstimateRequest, EstimateResponse, TokenizeRequest, TokenizeResponse
 from llmserve.services.tokens import TokenService

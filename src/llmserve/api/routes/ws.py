@@ -7,13 +7,12 @@ import dataclasses
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from llmserve.api import convert
 from llmserve.api.deps import services_for_websocket
-from llmserve.api.errors import payload_for
+from llmserve.api.errors import error_payload, payload_for
+from llmserve.api.serving import convert, seed
 from llmserve.errors import LLMServeError
 from llmserve.schemas.seed import SeedChatRequest
 from llmserve.services.chat import ChatService
-from llmserve.types import ChatMessage, Delta
 
 router = APIRouter(tags=["seed chat"])
 
@@ -25,53 +24,23 @@ async def chat_websocket(websocket: WebSocket) -> None:
     await websocket.accept()
     try:
         while True:
-            raw = await websocket.receive_text()
-            try:
-                body = SeedChatRequest.model_validate_json(raw)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                await websocket.send_json(
-                    {
-                        "type": "error",
-                        "error": {
-                            "message": f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}",
-                            "type": "invalid_request_error",
-                            "param": None,
-                            "code": None,
-                        },
-                    }
-                )
-                continue
-            await _answer(websocket, chat, body)
+            await _answer(websocket, chat, await websocket.receive_text())
     except WebSocketDisconnect:
         return
 
 
-async def _answer(websocket: WebSocket, chat: ChatService, body: SeedChatRequest) -> None:
+async def _answer(websocket: WebSocket, chat: ChatService, raw: str) -> None:
     try:
-        stream = await chat.stream_chat(
-            [ChatMessage("user", body.prompt)],
-            convert.seed_options(body),
-            model=body.model,
-            conversation_id=body.conversation_id,
-            store=True,
-            inline_history=convert.turns(body.history),
-            # The caller's key, as authenticate() stored it; timing starts at this message, not at connect.
-            ctx=dataclasses.replace(convert.request_context(websocket), received_at=None),
-        )
-        parts: list[str] = []
-        async for event in stream.events:
-            if isinstance(event, Delta) and event.index == 0 and event.text:
-                parts.append(event.text)
-                await websocket.send_json({"type": "chunk", "content": event.text})
+        body = SeedChatRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        invalid = f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}"
+        await websocket.send_json({"type": "error", **error_payload(invalid, "invalid_request_error")})
+        return
+    # The caller's key, as authenticate() stored it; timing starts at this message, not at connect.
+    ctx = dataclasses.replace(convert.request_context(websocket), received_at=None)
+    try:
+        async for message in seed.websocket_messages(chat, body, ctx):
+            await websocket.send_json(message)
     except LLMServeError as exc:
         await websocket.send_json({"type": "error", **payload_for(exc)})
-        return
-    await websocket.send_json(
-        {
-            "type": "complete",
-            "full_response": "".join(parts),
-            "message_id": stream.message_id,
-            "conversation_id": stream.conversation_id,
-        }
-    )

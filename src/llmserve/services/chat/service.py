@@ -25,7 +25,7 @@ from llmserve.services.chat.prepare import ChatAsk, prepare_chat, prepare_text
 from llmserve.services.chat.stream import open_stream
 from llmserve.services.conversations import ConversationService
 from llmserve.services.models import ModelRegistry
-from llmserve.types import ChatMessage, GenerationOptions
+from llmserve.types import GenerationOptions
 
 
 class ChatService:
@@ -58,44 +58,19 @@ class ChatService:
         """The same pipeline with other accounting (benchmarks compare the ledger on and off)."""
         return ChatService(replace(self.pipeline, accounting=accounting))
 
-    async def chat(
-        self,
-        messages: Sequence[ChatMessage],
-        options: GenerationOptions,
-        *,
-        model: str | None = None,
-        conversation_id: str | None = None,
-        store: bool = False,
-        inline_history: Sequence[ChatMessage] = (),
-        requirements: str | None = None,
-        ctx: RequestContext | None = None,
-    ) -> ChatResult:
-        ask = ChatAsk(messages, options, model, conversation_id, store, inline_history, requirements)
+    async def answer(self, ask: ChatAsk, ctx: RequestContext | None = None) -> ChatResult:
         return await answer(self.pipeline, await prepare_chat(self.pipeline, ask, ctx, stream=False))
 
-    async def stream_chat(
-        self,
-        messages: Sequence[ChatMessage],
-        options: GenerationOptions,
-        *,
-        model: str | None = None,
-        conversation_id: str | None = None,
-        store: bool = False,
-        inline_history: Sequence[ChatMessage] = (),
-        requirements: str | None = None,
-        ctx: RequestContext | None = None,
-    ) -> ChatStream:
-        ask = ChatAsk(messages, options, model, conversation_id, store, inline_history, requirements)
+    async def open_stream(self, ask: ChatAsk, ctx: RequestContext | None = None) -> ChatStream:
         return await open_stream(self.pipeline, await prepare_chat(self.pipeline, ask, ctx, stream=True))
 
-    async def complete_text(
+    async def answer_text(
         self, prompt: str, options: GenerationOptions, model: str | None, ctx: RequestContext | None = None
     ) -> ChatResult:
-        return await answer(
-            self.pipeline, prepare_text(self.pipeline, prompt, options, model, ctx, stream=False)
-        )
+        call = prepare_text(self.pipeline, prompt, options, model, ctx, stream=False)
+        return await answer(self.pipeline, call)
 
-    async def stream_text(
+    async def open_text_stream(
         self, prompt: str, options: GenerationOptions, model: str | None, ctx: RequestContext | None = None
     ) -> ChatStream:
         call = prepare_text(self.pipeline, prompt, options, model, ctx, stream=True)

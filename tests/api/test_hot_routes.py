@@ -1,5 +1,5 @@
-"""/v1/chat/completions and /v1/completions are served by a fast path in front of FastAPI: what a
-client and an operator see must be what FastAPI served before (labels, errors, headers, docs)."""
+"""/v1/chat/completions and /v1/completions read their own bodies (api/body.py): what a client and an
+operator see must be what FastAPI's body handling gave (labels, errors, headers, docs)."""
 
 from __future__ import annotations
 
