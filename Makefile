@@ -30,6 +30,7 @@ serve: install-serve
 lint: install-dev
 	$(BIN)/ruff check src tests tools examples benchmarks
 	$(BIN)/ruff format --check src tests tools examples benchmarks
+	$(BIN)/lint-imports
 
 typecheck: install-dev
 	$(BIN)/mypy

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmserve.jobs.batches import BatchView
-from llmserve.jobs.files import FileInfo
-
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
-
-
-def _ts(value: datetime | None) -> int | None:
-    return int(value.timestamp()) if value is not None else None
 
 
 class FileObject(BaseModel):
@@ -29,16 +21,6 @@ class FileObject(BaseModel):
     status: str = "processed"
     status_details: str | None = None
     expires_at: int | None = None
-
-    @classmethod
-    def of(cls, info: FileInfo) -> FileObject:
-        return cls(
-            id=info.id,
-            bytes=info.bytes,
-            created_at=_ts(info.created_at) or 0,
-            filename=info.filename,
-            purpose=info.purpose,
-        )
 
 
 class FileList(BaseModel):
@@ -92,31 +74,6 @@ class BatchObject(BaseModel):
     cancelled_at: int | None
     request_counts: RequestCounts
     metadata: dict[str, Any] | None
-
-    @classmethod
-    def of(cls, view: BatchView) -> BatchObject:
-        row = view.row
-        return cls(
-            id=row.id,
-            endpoint=row.endpoint,
-            errors=BatchErrors(data=row.errors) if row.errors else None,
-            input_file_id=row.input_file_id,
-            completion_window=row.completion_window,
-            status=row.status,
-            output_file_id=row.output_file_id,
-            error_file_id=row.error_file_id,
-            created_at=_ts(row.created_at) or 0,
-            in_progress_at=_ts(row.in_progress_at),
-            expires_at=_ts(row.expires_at),
-            finalizing_at=_ts(row.finalizing_at),
-            completed_at=_ts(row.completed_at),
-            failed_at=_ts(row.failed_at),
-            expired_at=_ts(row.expired_at),
-            cancelling_at=_ts(row.cancelling_at),
-            cancelled_at=_ts(row.cancelled_at),
-            request_counts=RequestCounts(total=row.total, completed=view.completed, failed=view.failed),
-            metadata=row.metadata_,
-        )
 
 
 class BatchList(BaseModel):

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 
 from llmserve.api.deps import JobsDep
+from llmserve.api.serving.batches import batch_object
 from llmserve.api.serving.convert import request_context
 from llmserve.schemas.batches import BatchCreateRequest, BatchList, BatchObject
 
@@ -25,7 +26,7 @@ async def create_batch(body: BatchCreateRequest, request: Request, jobs: JobsDep
         completion_window=body.completion_window,
         metadata=body.metadata,
     )
-    return BatchObject.of(view)
+    return batch_object(view)
 
 
 @router.get("/batches", response_model=BatchList)
@@ -36,7 +37,7 @@ async def list_batches(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> BatchList:
     views = await jobs.batches.list_for(request_context(request).tenant, after, limit + 1)
-    data = [BatchObject.of(view) for view in views[:limit]]
+    data = [batch_object(view) for view in views[:limit]]
     return BatchList(
         data=data,
         first_id=data[0].id if data else None,
@@ -47,9 +48,9 @@ async def list_batches(
 
 @router.get("/batches/{batch_id}", response_model=BatchObject)
 async def get_batch(batch_id: str, request: Request, jobs: JobsDep) -> BatchObject:
-    return BatchObject.of(await jobs.batches.get(request_context(request).tenant, batch_id))
+    return batch_object(await jobs.batches.get(request_context(request).tenant, batch_id))
 
 
 @router.post("/batches/{batch_id}/cancel", response_model=BatchObject)
 async def cancel_batch(batch_id: str, request: Request, jobs: JobsDep) -> BatchObject:
-    return BatchObject.of(await jobs.batches.cancel(request_context(request).tenant, batch_id))
+    return batch_object(await jobs.batches.cancel(request_context(request).tenant, batch_id))

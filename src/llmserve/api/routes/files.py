@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from llmserve.api.deps import JobsDep
+from llmserve.api.serving.batches import file_object
 from llmserve.api.serving.convert import request_context
 from llmserve.errors import InvalidRequest
 from llmserve.schemas.batches import FileDeleted, FileList, FileObject
@@ -29,7 +30,7 @@ async def upload_file(
             f"The file is larger than the limit of {jobs.files.max_bytes} bytes", param="file"
         )
     owner = request_context(request).tenant
-    return FileObject.of(await jobs.files.create(owner, purpose, file.filename or "", content))
+    return file_object(await jobs.files.create(owner, purpose, file.filename or "", content))
 
 
 @router.get("/files", response_model=FileList)
@@ -40,12 +41,12 @@ async def list_files(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
 ) -> FileList:
     files = await jobs.files.list_for(request_context(request).tenant, purpose, limit)
-    return FileList(data=[FileObject.of(info) for info in files])
+    return FileList(data=[file_object(info) for info in files])
 
 
 @router.get("/files/{file_id}", response_model=FileObject)
 async def get_file(file_id: str, request: Request, jobs: JobsDep) -> FileObject:
-    return FileObject.of(await jobs.files.get(request_context(request).tenant, file_id))
+    return file_object(await jobs.files.get(request_context(request).tenant, file_id))
 
 
 @router.get("/files/{file_id}/content")
