@@ -18,7 +18,7 @@ class ServerSettings(StrictModel):
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0, description="Larger request bodies get 413")
     cors_origins: list[str] = Field(default_factory=list)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # httptools through llmserve's own protocol class (api/http_protocol.py): uvicorn's stock one drops
+    # httptools through llmserve's own protocol class (server/http_protocol.py): uvicorn's stock one drops
     # the body of a request that offers an h2c upgrade, as every JDK HttpClient does (Kludex/uvicorn#2722);
     # ours ignores the offer as h11 does. h11 stays selectable: pure Python, about 20% more CPU a request.
     http: Literal["h11", "httptools", "auto"] = Field(

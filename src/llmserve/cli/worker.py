@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from llmserve.cli.common import ConfigOption, DataDirOption, err, load_or_exit, settings_inputs
 from llmserve.config import Settings
 
 ConcurrencyOption = Annotated[
@@ -24,17 +24,14 @@ ConcurrencyOption = Annotated[
 
 
 def worker(
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="YAML config file", envvar="LLMSERVE_CONFIG")
-    ] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the SQLite file lives")] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     concurrency: ConcurrencyOption = None,
 ) -> None:
     """Run queued async jobs and batch lines (scale out with a Redis or RabbitMQ broker)."""
-    from llmserve import cli
     from llmserve.observability.logging import configure_logging
 
-    settings = cli._load(cli._settings_inputs(config, None, None, None, None, data_dir))
+    settings = load_or_exit(settings_inputs(config, data_dir=data_dir))
     jobs: dict[str, Any] = {"run_in_server": True}
     if concurrency is not None:
         jobs["worker_concurrency"] = concurrency
@@ -44,7 +41,6 @@ def worker(
 
 
 async def _run(settings: Settings) -> None:
-    from llmserve import cli
     from llmserve.app import create_app
 
     app = create_app(settings)
@@ -56,7 +52,7 @@ async def _run(settings: Settings) -> None:
     with contextlib.suppress(NotImplementedError, AttributeError):  # no SIGUSR1 on Windows
         loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     async with app.router.lifespan_context(app):
-        cli.err.print(
+        err.print(
             f"llmserve worker: {settings.jobs.broker} broker, up to {settings.jobs.worker_concurrency} "
             "units at once; Ctrl-C to stop",
             highlight=False,

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-DEFAULT_SERVER = "http://127.0.0.1:8888"  # where `llmserve serve` listens by default
+from llmserve.cli.common import DEFAULT_SERVER_URL
 
 batch_app = typer.Typer(help="Run JSONL files of requests (OpenAI Batch API format).", no_args_is_help=True)
 
@@ -30,7 +30,7 @@ def run(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help="One request per line")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where answers go (JSONL)")],
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once")] = 8,
-    server: Annotated[str, typer.Option(envvar="LLMSERVE_URL", help="Server base URL")] = DEFAULT_SERVER,
+    server: Annotated[str, typer.Option(envvar="LLMSERVE_URL", help="Server base URL")] = DEFAULT_SERVER_URL,
     api_key: Annotated[
         str | None,
         typer.Option(
