@@ -18,17 +18,17 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any, get_args
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
-from pydantic import ValidationError
-
-from llmserve.config import GuardrailSettings, LimitRule, Settings
+from llmserve.config import LimitRule, Settings
 from llmserve.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from llmserve.guardrails import validate_overrides
 from llmserve.principal import BudgetPeriod, Principal, Role
+from llmserve.schemas.keys import KeyFieldRules, checked_key_field
 from llmserve.storage.db import Database
-from llmserve.storage.models import NAME_LENGTH, ApiKeyRow, utcnow
+from llmserve.storage.models import ApiKeyRow, utcnow
 from llmserve.storage.repositories import API_KEY_MUTABLE_FIELDS, ApiKeyRepository, new_id
 
 KEY_PREFIX = "sk-llm-"
@@ -37,10 +37,6 @@ KEY_CACHE_TTL_S = 5.0
 KEY_CACHE_MAX_ENTRIES = 10_000
 # Longer than any key we mint by far; longer input is refused before it is hashed.
 MAX_SECRET_CHARS = 512
-MAX_BUDGET_USD = Decimal(10) ** 9
-ROLES: tuple[str, ...] = get_args(Role)
-BUDGET_PERIODS: tuple[str, ...] = get_args(BudgetPeriod)
-PRIORITY_RANGE = range(0, 101)  # as queue.default_priority: lower runs first
 MASTER_PRINCIPAL = Principal(name="master", role="admin", is_master=True)
 
 
@@ -147,6 +143,11 @@ class KeyService:
         self._generation = 0
         master = settings.master_key
         self._master_hash = hash_secret(master.get_secret_value()) if master is not None else None
+        self._field_rules = KeyFieldRules(
+            model_groups=frozenset(entry.name for entry in settings.models),
+            guardrails=settings.guardrails,
+            check_guardrail_overrides=validate_overrides,
+        )
 
     @property
     def enabled(self) -> bool:
@@ -314,94 +315,9 @@ class KeyService:
         self._missing.pop(key_hash, None)
 
     def _validated(self, fields: Mapping[str, Any]) -> dict[str, Any]:
-        """Check and normalise key fields (from the API, the CLI or code); InvalidRequest names the field."""
-        checked: dict[str, Any] = {}
-        for name, value in fields.items():
-            checked[name] = self._check(name, value)
-        return checked
-
-    def _check(self, name: str, value: Any) -> Any:
-        if name in ("role", "budget_period"):
-            allowed = ROLES if name == "role" else BUDGET_PERIODS
-            if value not in allowed:
-                raise InvalidRequest(f"{name} must be one of: {', '.join(allowed)}", param=name)
-            return value
-        if value is None:
-            return None
-        if name == "name":
-            if not isinstance(value, str) or len(value) > NAME_LENGTH:
-                raise InvalidRequest(f"name must be text of at most {NAME_LENGTH} characters", param=name)
-            return value
-        if name == "models":
-            return _check_models(value, {entry.name for entry in self._settings.models})
-        if name in ("rpm", "tpm", "max_parallel"):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise InvalidRequest(f"{name} must be a positive whole number", param=name)
-            return value
-        if name == "priority":
-            if isinstance(value, bool) or not isinstance(value, int) or value not in PRIORITY_RANGE:
-                raise InvalidRequest("priority must be a whole number from 0 to 100", param=name)
-            return value
-        if name == "max_budget_usd":
-            return _check_budget(value)
-        if name == "guardrails":
-            return self._check_guardrails(value)
-        if name == "metadata":
-            if not isinstance(value, Mapping):
-                raise InvalidRequest("metadata must be an object", param=name)
-            return dict(value)
-        if name == "expires_at":
-            if not isinstance(value, datetime):
-                raise InvalidRequest("expires_at must be a date and time", param=name)
-            return value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # naive: UTC
-        raise InvalidRequest(f"Unknown key field: {name}", param=name)
-
-    def _check_guardrails(self, value: Any) -> dict[str, Any]:
-        if not isinstance(value, Mapping):
-            raise InvalidRequest("guardrails must be an object of guardrail settings", param="guardrails")
-        try:
-            merged = GuardrailSettings.model_validate({**self._settings.guardrails.model_dump(), **value})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise InvalidRequest(
-                f"Invalid guardrails.{where}: {first['msg']}", param=f"guardrails.{where}"
-            ) from exc
-        from llmserve.guardrails import validate_overrides
-
-        try:  # unsafe or invalid blocked patterns are refused now, not at the key's first request
-            validate_overrides(value)
-        except ValueError as exc:
-            raise InvalidRequest(f"Invalid guardrails: {exc}", param="guardrails") from exc
-        as_json = merged.model_dump(mode="json")
-        return {name: as_json[name] for name in value}
-
-
-def _check_models(value: Any, known: set[str]) -> list[str]:
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise InvalidRequest("models must be a list of model group names", param="models")
-    names = list(dict.fromkeys(value))  # deduplicated, in order
-    if not names:
-        raise InvalidRequest("models must name at least one group (null: every group)", param="models")
-    # A typo would silently lock the key out of the model it was made for; refuse it instead.
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise InvalidRequest(
-            f"Unknown model group {unknown[0]!r}; configured groups: {', '.join(sorted(known))}",
-            param="models",
-        )
-    return names
-
-
-def _check_budget(value: Any) -> Decimal:
-    try:
-        # Through str: a float's binary expansion (0.1 → 0.1000000000000000055...) is not what was meant.
-        amount = value if isinstance(value, Decimal) else Decimal(str(value))
-    except (InvalidOperation, ValueError) as exc:
-        raise InvalidRequest("max_budget_usd must be a number", param="max_budget_usd") from exc
-    if isinstance(value, bool) or not amount.is_finite() or amount < 0 or amount >= MAX_BUDGET_USD:
-        raise InvalidRequest("max_budget_usd must be from 0 to 1e9", param="max_budget_usd")
-    return amount
+        """Check and normalise key fields (from the API, the CLI or code) in the order given, through the
+        one schema (schemas.keys.KeyFields); InvalidRequest names the first field refused."""
+        return {name: checked_key_field(name, value, self._field_rules) for name, value in fields.items()}
 
 
 def _key_not_found(key_id: str) -> NotFound:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict
 
 from fastapi import APIRouter
 
@@ -13,52 +13,35 @@ from llmserve.services.keys import ApiKeyInfo
 router = APIRouter(prefix="/admin/keys", tags=["admin"])
 
 
-def key_fields(key: ApiKeyInfo) -> dict[str, Any]:
-    return {
-        "id": key.id,
-        "name": key.name,
-        "key_prefix": key.key_prefix,
-        "role": key.role,
-        "models": None if key.models is None else list(key.models),
-        "rpm": key.rpm,
-        "tpm": key.tpm,
-        "max_parallel": key.max_parallel,
-        "max_budget_usd": None if key.max_budget_usd is None else float(key.max_budget_usd),
-        "budget_period": key.budget_period,
-        "priority": key.priority,
-        "guardrails": key.guardrails,
-        "expires_at": key.expires_at,
-        "created_at": key.created_at,
-        "revoked_at": key.revoked_at,
-        "metadata": key.metadata,
-    }
+def _out(key: ApiKeyInfo) -> KeyOut:
+    return KeyOut.model_validate(asdict(key))
 
 
 @router.post("", response_model=KeyCreated, status_code=201)
 async def create_key(body: KeyCreateRequest, keys: KeyServiceDep) -> KeyCreated:
     """A new key. ``key`` is the secret: store it now, it is never shown again."""
     created = await keys.create(**body.model_dump())
-    return KeyCreated(key=created.secret, **key_fields(created.info))
+    return KeyCreated.model_validate({**asdict(created.info), "key": created.secret})
 
 
 @router.get("", response_model=KeyList)
 async def list_keys(keys: KeyServiceDep) -> KeyList:
     """Every key, revoked ones included (with ``revoked_at``); never a secret or its hash."""
-    return KeyList(data=[KeyOut(**key_fields(key)) for key in await keys.list()])
+    return KeyList(data=[_out(key) for key in await keys.list()])
 
 
 @router.get("/{key_id}", response_model=KeyOut)
 async def get_key(key_id: str, keys: KeyServiceDep) -> KeyOut:
-    return KeyOut(**key_fields(await keys.get(key_id)))
+    return _out(await keys.get(key_id))
 
 
 @router.patch("/{key_id}", response_model=KeyOut)
 async def update_key(key_id: str, body: KeyUpdateRequest, keys: KeyServiceDep) -> KeyOut:
     """Change the fields sent (null clears an optional one); takes effect on the next request."""
-    return KeyOut(**key_fields(await keys.update(key_id, body.model_dump(exclude_unset=True))))
+    return _out(await keys.update(key_id, body.model_dump(exclude_unset=True)))
 
 
 @router.delete("/{key_id}", response_model=KeyOut)
 async def revoke_key(key_id: str, keys: KeyServiceDep) -> KeyOut:
     """Revoke the key: it gets 401 from the next request on. Revoking twice keeps the first time."""
-    return KeyOut(**key_fields(await keys.revoke(key_id)))
+    return _out(await keys.revoke(key_id))
