@@ -91,3 +91,21 @@ def test_production_refuses_remote_code(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="trust_remote_code"):
         load_settings(config)
+
+
+def test_secrets_come_literally_or_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UPSTREAM_KEY", "sk-from-env")
+    monkeypatch.setenv("MASTER_FROM_ENV", "m" * 16)
+    monkeypatch.delenv("UNSET_KEY", raising=False)
+    upstream = {"name": "gpt", "provider": "openai", "model": "gpt-4o", "api_base": "http://127.0.0.1:9/v1"}
+    settings = load_settings(
+        master_key="env:MASTER_FROM_ENV",
+        models=[{**upstream, "api_key": "env:UPSTREAM_KEY"}, {**upstream, "api_key": "short", "id": "b"}],
+    )
+    assert settings.master_key is not None and settings.master_key.get_secret_value() == "m" * 16
+    # An upstream's key is whatever its provider issued: no minimum length, unlike our own secrets.
+    assert [m.api_key.get_secret_value() for m in settings.models if m.api_key] == ["sk-from-env", "short"]
+    with pytest.raises(ConfigError, match="master_key must be at least 16 characters"):
+        load_settings(master_key="short")
+    with pytest.raises(ConfigError, match=r"models\.0\.api_key: .*UNSET_KEY, which is not set"):
+        load_settings(models=[{**upstream, "api_key": "env:UNSET_KEY"}])

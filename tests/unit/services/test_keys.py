@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -245,6 +246,49 @@ async def test_invalid_fields_are_refused_with_the_field_named(
         await keys.create(**fields)
     assert refused.value.param == param
     assert await keys.list() == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"role": "root"}, "role must be one of: user, admin"),
+        ({"models": ["nope"]}, "Unknown model group 'nope'; configured groups: other, tiny-chat"),
+        ({"models": []}, "models must name at least one group (null: every group)"),
+        ({"models": "tiny-chat"}, "models must be a list of model group names"),
+        ({"rpm": "5"}, "rpm must be a positive whole number"),
+        ({"priority": True}, "priority must be a whole number from 0 to 100"),
+        ({"max_budget_usd": "lots"}, "max_budget_usd must be a number"),
+        ({"max_budget_usd": "NaN"}, "max_budget_usd must be from 0 to 1e9"),
+        (
+            {"guardrails": {"pii_input": "shout"}},
+            "Invalid guardrails.pii_input: Input should be 'off', 'mask' or 'block'",
+        ),
+        (
+            {"guardrails": {"blocked_patterns": ["["]}},
+            "Invalid guardrails: blocked_patterns[0] is not a valid regular expression: "
+            "unterminated character set",
+        ),
+        ({"expires_at": "2031-01-01T00:00:00"}, "expires_at must be a date and time"),
+        ({"metadata": ["a"]}, "metadata must be an object"),
+    ],
+)
+async def test_refusals_say_what_is_wrong(keys: KeyService, fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        await keys.create(**fields)
+    assert refused.value.message == message
+
+
+async def test_values_from_code_are_taken_as_meant(keys: KeyService) -> None:
+    created = await keys.create(
+        models=("other", "tiny-chat", "other"),
+        max_budget_usd="0.10",
+        guardrails=MappingProxyType({"max_messages": "3"}),
+        metadata=MappingProxyType({"team": "a"}),
+    )
+    info = created.info
+    assert info.models == ("other", "tiny-chat"), "deduplicated, in order"
+    assert str(info.max_budget_usd) == "0.10", "the amount as written"
+    assert (info.guardrails, info.metadata) == ({"max_messages": 3}, {"team": "a"})
 
 
 async def test_update_refuses_clearing_required_fields_and_unknown_ones(keys: KeyService) -> None:
