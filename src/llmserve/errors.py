@@ -1,6 +1,19 @@
-"""Domain exceptions. Services raise these; ``api/errors.py`` maps them to HTTP in one place."""
+"""Domain exceptions, and the OpenAI error body they become on the wire.
+
+Services raise these; ``api/errors.py`` maps them to HTTP in one place. ``error_body`` is the body's
+one builder, for the API and for the jobs that store a failed request's answer.
+"""
 
 from __future__ import annotations
+
+from typing import Any
+
+
+def error_body(
+    message: str, error_type: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's error shape: ``{"error": {"message", "type", "param", "code"}}``, every key present."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
 class LLMServeError(Exception):
