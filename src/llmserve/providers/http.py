@@ -9,7 +9,6 @@ upstream's ``Retry-After``) or, for a request the upstream refuses as invalid, `
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import orjson
 
 from llmserve.errors import ContextLengthExceeded, InvalidRequest, UpstreamError
 from llmserve.observability.tracing import inject_trace_context
+from llmserve.retry_timing import parse_retry_after
 
 # Statuses where another try may succeed; any other 4xx is the request's fault and is never retried.
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
@@ -173,51 +173,82 @@ async def _sse_events(
     It reads whatever the socket has delivered and splits the lines itself: one await and one timer
     per network read instead of per line, which for an upstream that sends many events in one
     packet was most of the cost of relaying a stream."""
-    event: str | None = None
-    data: list[str] = []
+    fields = _EventFields()
     dispatched = False
     pending = b""
     while True:
         wait = idle if dispatched else first_deadline - time.monotonic()
-        try:
-            async with asyncio.timeout(max(wait, 0.0)):
-                chunk = await response.content.readany()
-        except TimeoutError as exc:
-            what = "the stream stalled: no event" if dispatched else "no first token"
-            raise _timeout(deployment, f"{what} within {max(wait, 0.0):.3g}s") from exc
-        except aiohttp.ClientError as exc:
-            raise transport_error(exc, deployment) from exc
-        if not chunk:  # end of the body; a last line without its newline still counts
-            lines, pending = ([pending] if pending else []), b""
-        else:
-            *lines, pending = (pending + chunk).split(b"\n")
-            if len(pending) > MAX_SSE_LINE_BYTES:
-                raise UpstreamError(
-                    f"{deployment}: an SSE line is longer than {MAX_SSE_LINE_BYTES} bytes",
-                    kind="protocol",
-                    retryable=True,
-                    deployment=deployment,
-                )
+        chunk = await _read_within(response, deployment, wait, dispatched)
+        lines, pending = _complete_lines(pending, chunk, deployment)
         for raw in lines:
-            line = raw.decode("utf-8", "replace").rstrip("\r")
-            if not line:
-                if data:
-                    dispatched = True
-                    yield SSEEvent(event, "\n".join(data))
-                event, data = None, []
-            elif line.startswith(":"):
-                continue  # comment / keep-alive
-            else:
-                field, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if field == "data":
-                    data.append(value)
-                elif field == "event":
-                    event = value
-        if not chunk:
-            if data:
-                yield SSEEvent(event, "\n".join(data))
+            event = fields.feed(raw.decode("utf-8", "replace").rstrip("\r"))
+            if event is not None:
+                dispatched = True
+                yield event
+        if not chunk:  # end of the body: an event without its closing blank line still counts
+            if (last := fields.dispatch()) is not None:
+                yield last
             return
+
+
+async def _read_within(
+    response: aiohttp.ClientResponse, deployment: str, wait: float, dispatched: bool
+) -> bytes:
+    """What the socket has delivered (b"" at the end of the body), within ``wait`` seconds."""
+    try:
+        async with asyncio.timeout(max(wait, 0.0)):
+            return await response.content.readany()
+    except TimeoutError as exc:
+        what = "the stream stalled: no event" if dispatched else "no first token"
+        raise _timeout(deployment, f"{what} within {max(wait, 0.0):.3g}s") from exc
+    except aiohttp.ClientError as exc:
+        raise transport_error(exc, deployment) from exc
+
+
+def _complete_lines(pending: bytes, chunk: bytes, deployment: str) -> tuple[list[bytes], bytes]:
+    """The whole lines of ``pending + chunk`` and the unfinished rest; at the end of the body
+    (``chunk`` empty) a last line without its newline is whole too."""
+    if not chunk:
+        return ([pending] if pending else []), b""
+    *lines, rest = (pending + chunk).split(b"\n")
+    if len(rest) > MAX_SSE_LINE_BYTES:
+        raise UpstreamError(
+            f"{deployment}: an SSE line is longer than {MAX_SSE_LINE_BYTES} bytes",
+            kind="protocol",
+            retryable=True,
+            deployment=deployment,
+        )
+    return lines, rest
+
+
+class _EventFields:
+    """The ``event`` and ``data`` fields of the SSE event being read; a blank line dispatches it."""
+
+    __slots__ = ("data", "event")
+
+    def __init__(self) -> None:
+        self.event: str | None = None
+        self.data: list[str] = []
+
+    def feed(self, line: str) -> SSEEvent | None:
+        """Takes one decoded line; returns the event a blank line completes, if it carried data."""
+        if not line:
+            return self.dispatch()
+        if line.startswith(":"):
+            return None  # comment / keep-alive
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            self.data.append(value)
+        elif field == "event":
+            self.event = value
+        return None
+
+    def dispatch(self) -> SSEEvent | None:
+        """The event read so far (None when it has no data), and a fresh start for the next one."""
+        event = SSEEvent(self.event, "\n".join(self.data)) if self.data else None
+        self.event, self.data = None, []
+        return event
 
 
 def transport_error(exc: aiohttp.ClientError, deployment: str) -> UpstreamError:
@@ -237,25 +268,6 @@ def transport_error(exc: aiohttp.ClientError, deployment: str) -> UpstreamError:
         retryable=True,
         deployment=deployment,
     )
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """``retry-after-ms`` (OpenAI), else ``Retry-After`` as seconds or an HTTP date."""
-    if (millis := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        if parsed is None:
-            return None
-        return max(0.0, parsed.timestamp() - time.time())
 
 
 def upstream_message(body: bytes) -> tuple[str, str | None]:
@@ -281,7 +293,7 @@ def status_error(status: int, body: bytes, headers: Mapping[str, str], deploymen
             kind="status",
             retryable=True,
             upstream_status=status,
-            retry_after=retry_after_seconds(headers),
+            retry_after=parse_retry_after(headers.get("retry-after"), headers.get("retry-after-ms")),
             deployment=deployment,
         )
     if status in CREDENTIAL_STATUSES:

@@ -24,6 +24,7 @@ from llmserve.types import (
     Delta,
     FinishReason,
     GenerationInput,
+    GenerationOptions,
     StreamEvent,
     Usage,
 )
@@ -147,7 +148,6 @@ class OpenAIProvider:
 
     # -- wire conversions ----------------------------------------------------------------------
     def _request(self, request: GenerationInput) -> tuple[str, dict[str, Any]]:
-        options = request.options
         payload: dict[str, Any] = {"model": self.deployment.model}
         if isinstance(request, ChatInput):
             url = f"{self._base}/chat/completions"
@@ -155,29 +155,8 @@ class OpenAIProvider:
         else:
             url = f"{self._base}/completions"
             payload["prompt"] = request.prompt
-        if options.max_tokens is not None:
-            payload["max_tokens"] = options.max_tokens
-        payload["temperature"] = options.temperature
-        payload["top_p"] = options.top_p
-        if options.n != 1:
-            payload["n"] = options.n  # llama.cpp refuses any n, even 1
-        if options.stop:
-            payload["stop"] = list(options.stop)
-        if options.seed is not None:
-            payload["seed"] = options.seed
-        if options.presence_penalty:
-            payload["presence_penalty"] = options.presence_penalty
-        if options.frequency_penalty:
-            payload["frequency_penalty"] = options.frequency_penalty
-        if options.tools:
-            payload["tools"] = list(options.tools)
-        if options.tool_choice is not None:
-            payload["tool_choice"] = options.tool_choice
-        if options.response_format is not None:
-            payload["response_format"] = options.response_format
-        if options.logprobs:
-            # Chat takes a flag; the legacy completions API takes how many alternatives to list.
-            payload["logprobs"] = True if isinstance(request, ChatInput) else 1
+        payload.update(_sampling_fields(request.options))
+        payload.update(_tool_fields(request.options, chat=isinstance(request, ChatInput)))
         return url, payload
 
     def _decode(self, data: str) -> dict[str, Any]:
@@ -201,6 +180,41 @@ class OpenAIProvider:
         return UpstreamError(
             f"{self.deployment_id}: {what}", kind="protocol", retryable=True, deployment=self.deployment_id
         )
+
+
+def _sampling_fields(options: GenerationOptions) -> dict[str, Any]:
+    """How to sample; what is left at its default is not sent (see the module docstring)."""
+    fields: dict[str, Any] = {}
+    if options.max_tokens is not None:
+        fields["max_tokens"] = options.max_tokens
+    fields["temperature"] = options.temperature
+    fields["top_p"] = options.top_p
+    if options.n != 1:
+        fields["n"] = options.n  # llama.cpp refuses any n, even 1
+    if options.stop:
+        fields["stop"] = list(options.stop)
+    if options.seed is not None:
+        fields["seed"] = options.seed
+    if options.presence_penalty:
+        fields["presence_penalty"] = options.presence_penalty
+    if options.frequency_penalty:
+        fields["frequency_penalty"] = options.frequency_penalty
+    return fields
+
+
+def _tool_fields(options: GenerationOptions, *, chat: bool) -> dict[str, Any]:
+    """Tools, the answer's format and logprobs, passed through when the request asks for them."""
+    fields: dict[str, Any] = {}
+    if options.tools:
+        fields["tools"] = list(options.tools)
+    if options.tool_choice is not None:
+        fields["tool_choice"] = options.tool_choice
+    if options.response_format is not None:
+        fields["response_format"] = options.response_format
+    if options.logprobs:
+        # Chat takes a flag; the legacy completions API takes how many alternatives to list.
+        fields["logprobs"] = True if chat else 1
+    return fields
 
 
 def _message(message: ChatMessage) -> dict[str, Any]:
