@@ -3,9 +3,11 @@ request bodies), ``llmserve keys`` and KeyService. The secret appears in exactly
 to its creation.
 
 The API parses a body as any pydantic model does and answers in pydantic's words. KeyService then
-checks every field again with ``checked_key_field``: strictly (code and the CLI hand it Python values,
-and ``True`` is no rate limit), against the running config (``KeyFieldRules``: the model groups that
-exist, the guardrail settings a key may override), and in its own words, naming the field.
+checks every field again with ``checked_key_field``, one at a time in the order given: strictly
+(``True`` is no rate limit, text is no date) yet taking what code and the CLI naturally pass (any
+iterable of group names, deduplicated; an amount as a number or text; any mapping as an object),
+against the running config (``KeyFieldRules``: the model groups that exist, the guardrail settings a
+key may override), and in its own words, naming the field.
 """
 
 from __future__ import annotations
@@ -163,6 +165,7 @@ def _refusal(name: str, error: ErrorDetails) -> tuple[str, str]:
 
 
 class KeyCreateRequest(KeyFields):
+    # The body of POST /admin/keys; no docstring, which /openapi.json would show as its description.
     pass
 
 
