@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Sequence
 
 from llmserve.errors import (
@@ -15,6 +14,9 @@ from llmserve.errors import (
     RateLimited,
     UpstreamError,
 )
+
+# Re-exported for the router: the same backoff the jobs and the batch client retry with.
+from llmserve.retry_timing import backoff_delay as backoff_delay
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -42,11 +44,6 @@ def is_client_error(exc: BaseException) -> bool:
 
 def is_rate_limit(exc: BaseException) -> bool:
     return isinstance(exc, RateLimited) or (isinstance(exc, UpstreamError) and exc.upstream_status == 429)
-
-
-def backoff_delay(retry: int, base: float, cap: float, rng: random.Random) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**retry)]."""
-    return rng.uniform(0.0, min(cap, base * 2**retry))
 
 
 def final_error(errors: Sequence[Exception], group: str) -> Exception:
