@@ -8,14 +8,13 @@ Any other 4xx is the request's own fault and final: sending it again would fail 
 from __future__ import annotations
 
 import asyncio
-import random
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 import orjson
+
+from llmserve.retry_timing import backoff_delay, parse_retry_after
 
 RETRYABLE_4XX = frozenset({408, 409, 429})
 MAX_RETRY_AFTER_S = 300.0  # a server asking for longer is better retried on the next run
@@ -53,24 +52,14 @@ def is_retryable(status: int) -> bool:
 
 def backoff_s(config: ClientConfig, attempt: int) -> float:
     """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0, min(config.backoff_cap_s, config.backoff_base_s * 2**attempt))
+    return backoff_delay(attempt, config.backoff_base_s, config.backoff_cap_s)
 
 
 def retry_after_s(value: str | None) -> float | None:
-    """Retry-After as seconds (it may be a number of seconds or an HTTP date); None if absent/garbled."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+    """Retry-After as seconds (it may be a number of seconds or an HTTP date), at most
+    ``MAX_RETRY_AFTER_S``; None if absent/garbled."""
+    seconds = parse_retry_after(value)
+    return None if seconds is None else min(seconds, MAX_RETRY_AFTER_S)
 
 
 @dataclass

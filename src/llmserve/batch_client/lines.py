@@ -81,33 +81,48 @@ def parse_line(raw: str, line_no: int, model: str | None = None) -> BatchRequest
         return InvalidLine(fallback_id, line_no, "invalid_request", f"line {line_no} is not a JSON object")
     custom_id = data.get("custom_id")
     custom_id = fallback_id if custom_id is None or custom_id == "" else str(custom_id)
-
-    def invalid(message: str) -> InvalidLine:
-        return InvalidLine(custom_id, line_no, "invalid_request", f"line {line_no}: {message}")
-
-    if "body" in data:
-        body, url = data["body"], data.get("url", CHAT_URL)
-        if not isinstance(body, dict):
-            return invalid("'body' must be a JSON object")
-        if not isinstance(url, str) or not url.startswith("/"):
-            return invalid("'url' must be a path such as /v1/chat/completions")
-        method = str(data.get("method", "POST")).upper()
-        if method != "POST":
-            return invalid(f"method {method} is not supported (batch requests are POSTs)")
-        body = dict(body)
-    elif "messages" in data or "prompt" in data:
-        url, method = CHAT_URL, "POST"
-        # Everything besides the line's own keys (max_tokens, temperature...) belongs to the request.
-        body = {key: value for key, value in data.items() if key not in _LINE_KEYS | {"prompt"}}
-        if "messages" not in data:
-            body["messages"] = [{"role": "user", "content": data["prompt"]}]
-        if not isinstance(body["messages"], list):
-            return invalid("'messages' must be a list")
-    else:
-        return invalid("needs 'body' (OpenAI batch format), 'messages' or 'prompt'")
+    try:
+        url, method, body = _request_of(data)
+    except _Unsendable as exc:
+        return InvalidLine(custom_id, line_no, "invalid_request", f"line {line_no}: {exc}")
     if model and "model" not in body:
         body["model"] = model
     return BatchRequest(custom_id, url, body, line_no, method)
+
+
+class _Unsendable(ValueError):
+    """Why a line's request cannot be sent; ``parse_line`` makes it an ``InvalidLine``."""
+
+
+def _request_of(data: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """(url, method, body) of a line in either form; the body is a copy the caller may add to."""
+    if "body" in data:
+        return _full_form(data)
+    if "messages" in data or "prompt" in data:
+        return _short_form(data)
+    raise _Unsendable("needs 'body' (OpenAI batch format), 'messages' or 'prompt'")
+
+
+def _full_form(data: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    body, url = data["body"], data.get("url", CHAT_URL)
+    if not isinstance(body, dict):
+        raise _Unsendable("'body' must be a JSON object")
+    if not isinstance(url, str) or not url.startswith("/"):
+        raise _Unsendable("'url' must be a path such as /v1/chat/completions")
+    method = str(data.get("method", "POST")).upper()
+    if method != "POST":
+        raise _Unsendable(f"method {method} is not supported (batch requests are POSTs)")
+    return url, method, dict(body)
+
+
+def _short_form(data: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    # Everything besides the line's own keys (max_tokens, temperature...) belongs to the request.
+    body = {key: value for key, value in data.items() if key not in _LINE_KEYS | {"prompt"}}
+    if "messages" not in data:
+        body["messages"] = [{"role": "user", "content": data["prompt"]}]
+    if not isinstance(body["messages"], list):
+        raise _Unsendable("'messages' must be a list")
+    return CHAT_URL, "POST", body
 
 
 def _line_id() -> str:
