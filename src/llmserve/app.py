@@ -21,7 +21,7 @@ from llmserve.api.auth import authenticate, require_admin
 from llmserve.api.deps import Services
 from llmserve.api.errors import install_error_handlers
 from llmserve.api.middleware import BodySizeLimitMiddleware, JsonBodyMiddleware, RequestIdMiddleware
-from llmserve.api.openapi import document_bodies
+from llmserve.api.openapi import document_hot_routes
 from llmserve.api.routes import admin, batches, files, health, jobs, keys, openai, seed, tokens, ws
 from llmserve.api.routes import metrics as metrics_routes
 from llmserve.config import Settings
@@ -203,8 +203,10 @@ def _include_routes(app: FastAPI) -> None:
     authenticated = (openai.router, tokens.router, files.router, batches.router, jobs.router)
     for router in (*authenticated, seed.router, seed.simple_router, ws.router):
         app.include_router(router, dependencies=[Depends(authenticate)])
-    app.include_router(openai.hot_router)  # its routes authenticate as they read the body (api/body.py)
-    document_bodies(app, openai.HOT_BODIES)
+    # First in the router, so the hot POSTs match at the first try; they authenticate as they read
+    # their bodies (api/body.py).
+    app.router.routes[0:0] = openai.hot_routes
+    document_hot_routes(app, openai.hot_routes)
     app.include_router(health.router)
     app.include_router(metrics_routes.router)
     for router in (admin.router, keys.router):

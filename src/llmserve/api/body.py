@@ -1,10 +1,9 @@
 """Request bodies for the hot routes, read without FastAPI's per-request machinery.
 
-Why: on the gateway benchmark FastAPI's body handling and dependency solving cost about a fifth of a
-proxied request's CPU. The hot POSTs take the raw ``Request``: the body is read once, parsed with
-orjson and validated by the same pydantic model. Errors keep FastAPI's forms and order (a body that is
-not JSON is a 400 before authentication; an invalid field a 400 after it), raised as
-``RequestValidationError`` so ``api/errors.py`` words them as it words FastAPI's own.
+The hot POSTs (``api/hot_route.py``) take the raw ``Request``: the body is read once, parsed with
+orjson and validated by the same pydantic model FastAPI would use. Errors keep FastAPI's forms and
+order (a body that is not JSON is a 400 before authentication; an invalid field a 400 after it),
+raised as ``RequestValidationError`` so ``api/errors.py`` words them as it words FastAPI's own.
 """
 
 from __future__ import annotations
@@ -46,10 +45,3 @@ def _parsed(raw: bytes) -> Any:
 
 def _in_body(error: Any) -> dict[str, Any]:
     return {**error, "loc": ("body", *error["loc"])}
-
-
-def documented_body(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` for a route that reads its body itself: the body's schema by reference
-    (``api/openapi.py`` adds the referenced schemas to the document)."""
-    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

@@ -1,7 +1,7 @@
 """OpenAI-compatible surface: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models.
 
-The two hot POSTs read their own bodies (``api/body.py``) and check the key themselves, so they live
-on ``hot_router``, which carries no router-level dependencies; the rest are ordinary FastAPI routes.
+The two hot POSTs are ``HotRoute``s (``api/hot_route.py``): they read their own bodies and check the
+key themselves (``api/body.py``); the rest are ordinary FastAPI routes.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from llmserve.api.body import authenticated_body, documented_body
+from llmserve.api.body import authenticated_body
 from llmserve.api.deps import ChatServiceDep, RegistryDep, services_of
+from llmserve.api.hot_route import HotRoute
 from llmserve.api.serving import convert, openai_chat, openai_completions, openai_models
 from llmserve.schemas.openai import (
     ChatCompletionRequest,
@@ -24,17 +25,11 @@ from llmserve.schemas.openai import (
     ModelOut,
 )
 
-hot_router = APIRouter(prefix="/v1", tags=["openai"])
 router = APIRouter(prefix="/v1", tags=["openai"])
-HOT_BODIES = (ChatCompletionRequest, CompletionRequest)
 
 
-@hot_router.post(
-    "/chat/completions",
-    response_model=ChatCompletionResponse,
-    openapi_extra=documented_body(ChatCompletionRequest),
-)
 async def create_chat_completion(request: Request) -> Response:
+    """Chat completions, the OpenAI way (also takes the seed's ``{prompt, history}`` shape)."""
     body = await authenticated_body(request, ChatCompletionRequest)
     chat = services_of(request).chat
     ctx = convert.request_context(request, body.cache, body.priority)
@@ -43,16 +38,32 @@ async def create_chat_completion(request: Request) -> Response:
     return (await openai_chat.answer(chat, body, ctx)).response()
 
 
-@hot_router.post(
-    "/completions", response_model=CompletionResponse, openapi_extra=documented_body(CompletionRequest)
-)
 async def create_completion(request: Request) -> Response:
+    """Text completions of a raw prompt (no chat template)."""
     body = await authenticated_body(request, CompletionRequest)
     chat = services_of(request).chat
     ctx = convert.request_context(request, body.cache)
     if body.stream:
         return (await openai_completions.stream(chat, body, ctx)).response()
     return (await openai_completions.answer(chat, body, ctx)).response()
+
+
+hot_routes = [
+    HotRoute(
+        "/v1/chat/completions",
+        create_chat_completion,
+        body=ChatCompletionRequest,
+        response=ChatCompletionResponse,
+        tags=["openai"],
+    ),
+    HotRoute(
+        "/v1/completions",
+        create_completion,
+        body=CompletionRequest,
+        response=CompletionResponse,
+        tags=["openai"],
+    ),
+]
 
 
 @router.post("/embeddings", response_model=EmbeddingResponse)
