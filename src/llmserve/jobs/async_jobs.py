@@ -12,8 +12,8 @@ from typing import Any
 from llmserve.config import JobSettings
 from llmserve.errors import Conflict, NotFound
 from llmserve.jobs.batches import Kick
+from llmserve.jobs.callback_guard import check_callback_url, require_secret
 from llmserve.jobs.units import REQUEST, new_job_id, request_row
-from llmserve.jobs.webhooks import check_callback_url, require_secret
 from llmserve.storage.db import Database
 from llmserve.storage.jobs_repository import CANCELLED, COMPLETED, JobRepository
 from llmserve.storage.models import JobRow, utcnow
