@@ -17,6 +17,7 @@ import orjson
 from starlette.types import ASGIApp, Message
 
 from llmserve.principal import INTERNAL_PRINCIPAL_SCOPE_KEY, PRIORITY_FLOOR_SCOPE_KEY, Principal
+from llmserve.retry_timing import parse_retry_after
 
 INTERNAL_HOST = "llmserve-jobs"
 
@@ -96,14 +97,5 @@ class AppInvoker:
             status=status,
             body=parsed,
             request_id=headers.get("x-request-id", request_id),
-            retry_after=_seconds(headers.get("retry-after")),
+            retry_after=parse_retry_after(headers.get("retry-after")),
         )
-
-
-def _seconds(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

@@ -11,19 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from llmserve.config import JobSettings
-from llmserve.errors import LLMServeError
+from llmserve.errors import LLMServeError, error_body
 from llmserve.jobs.async_jobs import job_payload
 from llmserve.jobs.batches import BatchService, Kick
 from llmserve.jobs.invoke import AppInvoker, Invocation
 from llmserve.jobs.units import FINALIZE, LINE, PREPARE, REQUEST
 from llmserve.jobs.webhooks import WebhookSender
 from llmserve.principal import ANONYMOUS_PRINCIPAL, Principal
+from llmserve.retry_timing import backoff_delay
 from llmserve.services.keys import MASTER_PRINCIPAL, KeyService
 from llmserve.storage.db import Database
 from llmserve.storage.jobs_repository import COMPLETED, FAILED, JobRepository
@@ -284,12 +284,11 @@ def _outcome(invocation: Invocation) -> dict[str, Any]:
 
 
 def _failure(status: int, error_type: str, code: str | None, message: str, request_id: str) -> dict[str, Any]:
-    body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+    body = error_body(message, error_type, code=code)
     return {"status": FAILED, "response_status": status, "response_body": body, "request_id": request_id}
 
 
 def _wait(retry_after: float | None, retries: int, cap: float) -> float:
     if retry_after is not None:
         return min(max(retry_after, 0.05), cap)
-    # Full jitter: spreads the retries of many lines that failed together.
-    return random.uniform(0, min(cap, BACKOFF_BASE_S * 2**retries))
+    return backoff_delay(retries, BACKOFF_BASE_S, cap)
