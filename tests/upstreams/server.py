@@ -100,6 +100,7 @@ class UpstreamServer:
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._start_error: BaseException | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
 
     # -- control (called from the test's thread) --------------------------------------------
@@ -149,6 +150,8 @@ class UpstreamServer:
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError("upstream server did not start")
+        if self._start_error is not None:
+            raise RuntimeError("upstream server did not start") from self._start_error
 
     def stop(self) -> None:
         if self._loop is not None and self._server is not None:
@@ -164,11 +167,18 @@ class UpstreamServer:
         # proto=IPPROTO_TCP, or asyncio leaves Nagle on (it sets TCP_NODELAY only for TCP-proto sockets)
         # and the second streamed answer on a kept-alive connection stalls ~40 ms.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
-        self.port = sock.getsockname()[1]
-        serving = asyncio.start_server(self._connection, sock=sock, backlog=1024)
-        self._server = loop.run_until_complete(serving)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, 0))
+            self.port = sock.getsockname()[1]
+            serving = asyncio.start_server(self._connection, sock=sock, backlog=1024)
+            self._server = loop.run_until_complete(serving)
+        except BaseException as exc:  # start() raises it in the caller's thread at once
+            self._start_error = exc
+            sock.close()
+            loop.close()
+            self._ready.set()
+            return
         self._ready.set()
         try:
             loop.run_forever()

@@ -1,12 +1,12 @@
-"""The local embeddings provider on the packaged all-MiniLM-L6-v2 (offline, real weights)."""
+"""The local embeddings provider on the packaged all-MiniLM-L6-v2 (offline, real weights).
+
+How an install without the ``embeddings`` extra explains itself is checked in a fresh interpreter, in
+tests/e2e/providers/test_local_embeddings.py."""
 
 from __future__ import annotations
 
 import asyncio
 import math
-import subprocess
-import sys
-import textwrap
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -108,23 +108,3 @@ def test_packaged_deployment_is_an_offline_embeddings_entry() -> None:
         "local",
         "embeddings",
     )
-
-
-def test_a_missing_extra_is_named_at_start() -> None:
-    code = """
-        import sys
-        sys.modules["sentence_transformers"] = None  # as on an install without the extra
-        from llmserve.config import ModelDeployment, load_settings
-        from llmserve.services.models import UnsupportedProvider, check_buildable
-        entry = ModelDeployment(name="minilm", model="all-MiniLM-L6-v2", task="embeddings")
-        try:
-            check_buildable(load_settings(models=[entry]))
-        except UnsupportedProvider as exc:
-            print(exc)
-    """
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    assert "models entry 'minilm'" in result.stdout
-    assert "pip install 'llmserve[embeddings]'" in result.stdout
