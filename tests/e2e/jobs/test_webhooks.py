@@ -25,6 +25,8 @@ from llmserve.jobs.webhooks import (
 )
 from tests.upstreams.server import Fault, Reply, UpstreamRequest, UpstreamServer
 
+pytestmark = pytest.mark.e2e
+
 SECRET = "whsec-test-0123456789abcdef"
 PAYLOAD = {"id": "job_123", "status": "completed", "result": {"text": "héllo"}}
 
