@@ -3,45 +3,63 @@
 A ``Metrics`` object owns its metric objects on its own ``CollectorRegistry``, so several apps in one
 process (the tests) never collide. The pipeline calls its small methods; the gauges that describe
 state (queue, running, breakers, loaded models) are read at scrape time from a ``StateSnapshot``
-source instead of being pushed on every change. Every label is bounded: model groups and deployments
-outside the configured ones become ``other``, endpoints are route templates, rules a known set.
-
-With several worker processes (``llmserve serve --workers N``) prometheus-client's multiprocess mode
-is used: the CLI points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory before the workers start,
-each worker's samples live in mmap files there, and a scrape of any worker sums them all. A scrape-time
-collector would see only the process that answers, so in that mode every worker pushes its own state
-into live gauges (summed or maxed over the live workers) at the start and end of each request and
-before a scrape it answers: a worker's share is as fresh as its last request. Files of workers that
-died are dropped from those gauges at the next scrape.
+source instead of being pushed on every change (``metrics_state``). Every label is bounded: model
+groups and deployments outside the configured ones become ``other``, endpoints are route templates,
+rules a known set. With several worker processes the samples are shared through prometheus-client's
+multiprocess mode (``metrics_multiprocess``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from llmserve.observability.metrics_multiprocess import (
+    MULTIPROC_DIR_ENV,
+    LiveStateGauges,
+    all_workers_registry,
+    forget_dead_workers,
+    multiprocess_dir,
+)
+from llmserve.observability.metrics_state import (
+    DEPLOYMENT_STATE_VALUES,
+    OTHER,
+    StateCollector,
+    StateSnapshot,
+    StateSource,
+    StateValues,
+    no_state,
+    state_values,
+)
 
 if TYPE_CHECKING:
     from llmserve.config import Settings
 
+__all__ = [
+    "CACHE_TYPES",
+    "DEPLOYMENT_STATE_VALUES",
+    "GUARDRAIL_RULES",
+    "INTER_TOKEN_BUCKETS",
+    "LATENCY_BUCKETS",
+    "MULTIPROC_DIR_ENV",
+    "OTHER",
+    "OVERHEAD_BUCKETS",
+    "TTFT_BUCKETS",
+    "Metrics",
+    "StateSnapshot",
+    "StateSource",
+    "multiprocess_dir",
+]
+
 logger = logging.getLogger(__name__)
 
-MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
-OTHER = "other"  # any model, deployment, cache type or rule outside the bounded set
 CACHE_TYPES = ("exact", "semantic")
-# llmserve_deployment_state: the circuit breaker's state as a number (alerts compare with 2).
-DEPLOYMENT_STATE_VALUES: Mapping[str, int] = {"closed": 0, "half_open": 1, "open": 2}
 # Guardrail rules as GuardrailViolation names them; "blocked_pattern:<name>" counts as blocked_pattern.
 GUARDRAIL_RULES = frozenset(
     {"max_messages", "max_message_chars", "prompt_injection", "blocked_pattern", "pii"}
@@ -57,52 +75,6 @@ INTER_TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
-_LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
-
-
-@dataclass(frozen=True)
-class StateSnapshot:
-    """What this process looks like now; read at scrape time (or pushed per request, multiprocess)."""
-
-    queue_length: Mapping[str, int] = field(default_factory=dict)  # model group -> requests waiting
-    running: Mapping[str, int] = field(default_factory=dict)  # model group -> requests holding a slot
-    deployment_states: Mapping[str, str] = field(default_factory=dict)  # id -> closed|half_open|open
-    model_loaded: Mapping[str, bool] = field(default_factory=dict)  # local model group -> weights in memory
-
-
-StateSource = Callable[[], StateSnapshot]
-_Fold = Literal["sum", "max"]
-_GaugeMode = Literal["livesum", "livemax"]
-
-
-class _StateGauge(NamedTuple):
-    name: str
-    documentation: str
-    label: str
-    fold: _Fold  # how values of labels outside the bounded set combine into "other"
-    multiprocess_mode: _GaugeMode  # how the workers' values combine
-
-
-_STATE_GAUGES = (
-    _StateGauge("llmserve_queue_length", "Requests waiting for an admission slot", "model", "sum", "livesum"),
-    _StateGauge("llmserve_requests_running", "Requests holding an admission slot", "model", "sum", "livesum"),
-    _StateGauge(
-        "llmserve_deployment_state",
-        "Circuit breaker state per deployment: 0 closed, 1 half-open, 2 open (worst over workers)",
-        "deployment",
-        "max",
-        "livemax",
-    ),
-    _StateGauge(
-        "llmserve_model_loaded",
-        "1 while a local model's weights are in memory (in any worker), else 0",
-        "model",
-        "max",
-        "livemax",
-    ),
-)
-
-
 @dataclass(frozen=True)
 class _ModelSeries:
     """The per-model children, resolved once: the hot path skips prometheus-client's label lookup."""
@@ -114,21 +86,6 @@ class _ModelSeries:
     output_tokens: Counter
     cost: Counter
     rate_limited: Counter
-
-
-def multiprocess_dir() -> str | None:
-    """The shared directory when this process records in multiprocess mode, else None."""
-    path = os.environ.get(MULTIPROC_DIR_ENV)
-    if not path:
-        return None
-    # prometheus-client picks its value store when first imported: a variable set later does nothing.
-    if not getattr(values.ValueClass, "_multiprocess", False):
-        logger.warning(
-            "%s is set but prometheus_client was imported before it: metrics stay per process",
-            MULTIPROC_DIR_ENV,
-        )
-        return None
-    return path
 
 
 class Metrics:
@@ -150,24 +107,13 @@ class Metrics:
         self._declare()
         self._series = {name: self._new_series(name) for name in self.model_names}
         self._request_children: dict[tuple[str, str, str], Counter] = {}
-        self._pushed: dict[tuple[str, str], float] = {}  # multiprocess: what this worker last wrote
+        self._live_state: LiveStateGauges | None = None  # multiprocess: this worker's pushed share
         if self.multiprocess_dir is None:
-            self.registry.register(_StateCollector(self))
+            self.registry.register(StateCollector(self.state_values))
             self._render_registry = self.registry
-            self._state_gauges: dict[str, Gauge] = {}
         else:
-            self._render_registry = CollectorRegistry()
-            MultiProcessCollector(self._render_registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
-            self._state_gauges = {
-                spec.name: Gauge(
-                    spec.name,
-                    spec.documentation,
-                    [spec.label],
-                    registry=self.registry,
-                    multiprocess_mode=spec.multiprocess_mode,
-                )
-                for spec in _STATE_GAUGES
-            }
+            self._render_registry = all_workers_registry(self.multiprocess_dir)
+            self._live_state = LiveStateGauges(self.registry)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Metrics:
@@ -237,48 +183,26 @@ class Metrics:
     def refresh_state(self) -> None:
         """Multiprocess mode: push this worker's state into the shared gauges. Otherwise a no-op:
         the scrape-time collector reads the state itself."""
-        if not self._state_gauges:
-            return
-        pushed = self._pushed
-        for name, series in self.state_values().items():
-            for label, value in series.items():
-                key = (name, label)
-                if pushed.get(key) != value:  # a write is a locked mmap store: only on change
-                    self._state_gauges[name].labels(label).set(value)
-                    pushed[key] = value
+        if self._live_state is not None:
+            self._live_state.push(self.state_values())
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type."""
         if self.multiprocess_dir is not None:
             self.refresh_state()
-            _forget_dead_workers(self.multiprocess_dir)
+            forget_dead_workers(self.multiprocess_dir)
         return generate_latest(self._render_registry), CONTENT_TYPE_LATEST
 
-    def state_values(self) -> dict[str, dict[str, float]]:
+    def state_values(self) -> StateValues:
         """Per state gauge, label value -> value; {} series when the source is unset or fails."""
-        result: dict[str, dict[str, float]] = {spec.name: {} for spec in _STATE_GAUGES}
         if self._state_source is None:
-            return result
+            return no_state()
         try:
             snapshot = self._state_source()
         except Exception:  # a broken source must not fail the scrape (or a request)
             logger.exception("metrics state source failed")
-            return result
-        models, deployments = self._known_models, self._deployment_labels
-        queue, running, states, loaded = (result[spec.name] for spec in _STATE_GAUGES)
-        queue.update(dict.fromkeys(self.model_names, 0.0))
-        running.update(dict.fromkeys(self.model_names, 0.0))
-        states.update(dict.fromkeys(self.deployment_ids, 0.0))
-        _fold(queue, snapshot.queue_length.items(), models, "sum")
-        _fold(running, snapshot.running.items(), models, "sum")
-        known_states = (
-            (deployment, DEPLOYMENT_STATE_VALUES[state])
-            for deployment, state in snapshot.deployment_states.items()
-            if state in DEPLOYMENT_STATE_VALUES
-        )
-        _fold(states, known_states, deployments, "max")
-        _fold(loaded, ((m, int(flag)) for m, flag in snapshot.model_loaded.items()), models, "max")
-        return result
+            return no_state()
+        return state_values(snapshot, self._known_models, self._deployment_labels)
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -338,59 +262,8 @@ class Metrics:
         return series
 
 
-class _StateCollector:
-    """Single-process mode: the state gauges, read from the source at scrape time."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-
-    def describe(self) -> Iterator[Metric]:
-        for spec in _STATE_GAUGES:
-            yield GaugeMetricFamily(spec.name, spec.documentation, labels=[spec.label])
-
-    def collect(self) -> Iterator[Metric]:
-        state = self._metrics.state_values()
-        for spec in _STATE_GAUGES:
-            family = GaugeMetricFamily(spec.name, spec.documentation, labels=[spec.label])
-            for label, value in state[spec.name].items():
-                family.add_metric([label], value)
-            yield family
-
-
-def _fold(
-    into: dict[str, float], items: Iterable[tuple[str, float]], labels: Mapping[str, str], how: _Fold
-) -> None:
-    for key, value in items:
-        label = labels.get(key, OTHER)
-        if label != OTHER:
-            into[label] = float(value)
-        elif how == "sum":  # several unknown names share one series
-            into[OTHER] = into.get(OTHER, 0.0) + value
-        else:
-            into[OTHER] = max(into.get(OTHER, value), value)
-
-
 def _rule_label(rule: str) -> str:
     if rule in GUARDRAIL_RULES:
         return rule
     base = rule.split(":", 1)[0]
     return base if base in GUARDRAIL_RULES else OTHER
-
-
-def _forget_dead_workers(path: str) -> None:
-    """Drop the live gauges of workers that exited (uvicorn restarts crashed ones with new pids)."""
-    pids = {int(m.group(1)) for f in Path(path).iterdir() if (m := _LIVE_GAUGE_FILE.search(f.name))}
-    for pid in pids:
-        if pid != os.getpid() and not _alive(pid):
-            with contextlib.suppress(OSError):
-                mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: an existence check, nothing is sent
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
