@@ -9,6 +9,13 @@ from llmserve.cache.entries import CachedAnswer, CacheRequest
 from llmserve.config import CacheSettings
 from llmserve.types import ChatMessage, Choice, Completion, GenerationOptions, Usage
 
+# One tool, and the same tool with its keys in another order (a cache key must not tell them apart).
+TOOL = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "required": []}}}
+TOOL_REORDERED = {
+    "function": {"parameters": {"required": [], "type": "object"}, "name": "weather"},
+    "type": "function",
+}
+
 
 class FakeClock:
     def __init__(self, start: float = 1000.0) -> None:

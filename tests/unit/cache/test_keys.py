@@ -1,12 +1,10 @@
-"""Cache keys: what makes two requests the same, and which requests may be replayed at all."""
+"""Cache keys: what makes two requests the same, and which requests may be replayed at all.
+
+That another process computes the same keys is checked in tests/e2e/cache/test_keys.py."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,13 +12,7 @@ import pytest
 from llmserve.cache.entries import CacheRequest
 from llmserve.cache.keys import MAX_SEMANTIC_CHARS, exact_key, is_cacheable, semantic_scope, semantic_text
 from llmserve.types import ChatMessage, GenerationOptions
-from tests.unit.cache.fakes import chat
-
-TOOL = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "required": []}}}
-TOOL_REORDERED = {
-    "function": {"parameters": {"required": [], "type": "object"}, "name": "weather"},
-    "type": "function",
-}
+from tests.unit.cache.fakes import TOOL, TOOL_REORDERED, chat
 
 # One value per GenerationOptions field that differs from the default (every field must be listed).
 CHANGED_OPTIONS: dict[str, Any] = {
@@ -100,27 +92,6 @@ def test_chat_and_raw_prompt_with_the_same_text_have_different_keys() -> None:
     as_prompt = CacheRequest("g", "tenant-a", None, "hi", GenerationOptions(temperature=0))
     as_chat = chat("hi", group="g")
     assert exact_key(as_prompt) != exact_key(as_chat)
-
-
-def test_the_key_is_the_same_in_another_process() -> None:
-    # Replicas share Redis: a key must not depend on hash randomisation or dict order in one process.
-    code = (
-        "from tests.unit.cache.test_keys import TOOL_REORDERED\n"
-        "from tests.unit.cache.fakes import chat\n"
-        "from llmserve.cache.keys import exact_key, semantic_scope\n"
-        "from llmserve.types import GenerationOptions\n"
-        "options = GenerationOptions(temperature=0.0, tools=(TOOL_REORDERED,))\n"
-        "request = chat('hi', system='s', options=options)\n"
-        "print(exact_key(request), semantic_scope(request))\n"
-    )
-    env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    root = Path(__file__).resolve().parents[3]
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    request = chat("hi", system="s", options=GenerationOptions(temperature=0.0, tools=(TOOL,)))
-    assert result.stdout.split() == [exact_key(request), semantic_scope(request)]
 
 
 @pytest.mark.parametrize(
