@@ -11,7 +11,9 @@ TracerProvider is installed: ``setup_tracing`` returns a handle, the middleware 
 one for the length of each request (a context variable, like the request id), and every helper here
 reads it there. With tracing off each helper costs one ContextVar lookup, and two apps in one
 process (tests) never share spans. No prompt or answer text goes into a span, nor an exception's
-message (upstream errors may quote the prompt): a failure is recorded by its type.
+message (upstream errors may quote the prompt): a failure is recorded by its type. How the
+settings and the ``OTEL_*`` variables combine into exporters, sampler and service name is
+``tracing_config``'s.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ from typing import TYPE_CHECKING, Final
 
 from llmserve import __version__
 from llmserve.errors import LLMServeError, UpstreamError
+from llmserve.observability.tracing_config import EXPORTERS as EXPORTERS
+from llmserve.observability.tracing_config import OTLP_TRACES_PATH as OTLP_TRACES_PATH
+from llmserve.observability.tracing_config import (
+    batch_processor,
+    exporters_of,
+    sample_ratio_of,
+    service_name_of,
+    tracing_wanted,
+)
+from llmserve.observability.tracing_config import otlp_endpoint as otlp_endpoint
 from llmserve.types import ChatInput, TextInput, Usage
 
 if TYPE_CHECKING:
@@ -36,18 +48,12 @@ if TYPE_CHECKING:
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
     from opentelemetry.util.types import AttributeValue
 
-    from llmserve.config import Settings, TracingSettings
+    from llmserve.config import Settings
     from llmserve.types import GenerationInput, GenerationOptions
 
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'llmserve[otel]'"
-OTLP_TRACES_PATH = "/v1/traces"
-EXPORTERS: Final = ("otlp", "console")
-# OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is the full URL; OTEL_EXPORTER_OTLP_ENDPOINT the base (spec).
-_ENV_ENDPOINTS: Final = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
-_RATIO_SAMPLERS: Final = frozenset({"traceidratio", "parentbased_traceidratio"})
-_OFF_SAMPLERS: Final = frozenset({"always_off", "parentbased_always_off"})
 
 _active: ContextVar[TracingHandle | None] = ContextVar("llmserve_tracing", default=None)
 UNTRACED: Final = contextlib.nullcontext(None)
@@ -103,8 +109,8 @@ def setup_tracing(
     """
     config = settings.observability.tracing
     env = os.environ if environ is None else environ
-    exporters = _exporters(config, env)
-    if not _enabled(config, env, exporters) and span_processor is None:
+    exporters = exporters_of(config, env)
+    if not tracing_wanted(config, env, exporters) and span_processor is None:
         return None
     try:
         from opentelemetry.sdk.resources import Resource
@@ -117,100 +123,17 @@ def setup_tracing(
             raise TracingUnavailable(message) from exc
         logger.warning("OTEL_* variables are set but tracing stays off: %s", message)
         return None
-    resource = Resource.create({"service.name": _service_name(config, env), "service.version": __version__})
-    ratio = _sample_ratio(config, env)
+    resource = Resource.create({"service.name": service_name_of(config, env), "service.version": __version__})
+    ratio = sample_ratio_of(config, env)
     provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(ratio)))
     if span_processor is not None:
         provider.add_span_processor(span_processor)
         exporters = ()
     for name in exporters:
-        provider.add_span_processor(_batch_processor(name, config, env))
+        provider.add_span_processor(batch_processor(name, config, env))
     logger.info("tracing on: exporters %s, sample ratio %g", ", ".join(exporters) or "none", ratio)
     tracer = provider.get_tracer("llmserve", __version__)
     return TracingHandle(provider, tracer, TraceContextTextMapPropagator(), exporters)
-
-
-def _exporters(config: TracingSettings, env: Mapping[str, str]) -> tuple[str, ...]:
-    """The config's exporter when set explicitly, else ``OTEL_TRACES_EXPORTER`` (a list), else otlp."""
-    listed = env.get("OTEL_TRACES_EXPORTER", "").strip()
-    if "exporter" in config.model_fields_set or not listed:
-        return () if config.exporter == "none" else (config.exporter,)
-    names = [name.strip().lower() for name in listed.split(",") if name.strip()]
-    if unsupported := [name for name in names if name not in (*EXPORTERS, "none")]:
-        logger.warning("OTEL_TRACES_EXPORTER: %s not supported (otlp, console, none)", ", ".join(unsupported))
-    if "none" in names:
-        return ()
-    return tuple(dict.fromkeys(name for name in names if name in EXPORTERS))
-
-
-def _enabled(config: TracingSettings, env: Mapping[str, str], exporters: Sequence[str]) -> bool:
-    if config.enabled is not None:
-        return config.enabled
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return False
-    asked = bool(
-        env.get("OTEL_TRACES_EXPORTER") or config.endpoint or any(env.get(name) for name in _ENV_ENDPOINTS)
-    )
-    return asked and bool(exporters)
-
-
-def _service_name(config: TracingSettings, env: Mapping[str, str]) -> str:
-    if "service_name" in config.model_fields_set:
-        return config.service_name
-    if name := env.get("OTEL_SERVICE_NAME", "").strip():
-        return name
-    for pair in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
-        key, _, value = pair.partition("=")
-        if key.strip() == "service.name" and value.strip():
-            return value.strip()
-    return config.service_name
-
-
-def _sample_ratio(config: TracingSettings, env: Mapping[str, str]) -> float:
-    if "sample_ratio" in config.model_fields_set:
-        return config.sample_ratio
-    sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower()
-    if sampler in _OFF_SAMPLERS:
-        return 0.0
-    if sampler in _RATIO_SAMPLERS:
-        argument = env.get("OTEL_TRACES_SAMPLER_ARG", "1.0")
-        try:
-            return min(1.0, max(0.0, float(argument)))
-        except ValueError:
-            logger.warning(
-                "OTEL_TRACES_SAMPLER_ARG=%r is not a ratio; sampling %g", argument, config.sample_ratio
-            )
-    return config.sample_ratio
-
-
-def otlp_endpoint(config: TracingSettings, env: Mapping[str, str]) -> str | None:
-    """The traces URL: the config's endpoint or ``OTEL_EXPORTER_OTLP_ENDPOINT`` are a base URL that
-    gets ``/v1/traces``; ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is used as it is. None: the SDK default."""
-    if config.endpoint:
-        base = config.endpoint.rstrip("/")
-        return base if base.endswith(OTLP_TRACES_PATH) else base + OTLP_TRACES_PATH
-    if traces := env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip():
-        return traces
-    if base := env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
-        return base.rstrip("/") + OTLP_TRACES_PATH
-    return None
-
-
-def _batch_processor(name: str, config: TracingSettings, env: Mapping[str, str]) -> SpanProcessor:
-    # Batched for the console too: the export thread writes, never the event loop.
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-
-    exporter: SpanExporter
-    if name == "console":
-        exporter = ConsoleSpanExporter(service_name=_service_name(config, env))
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        if protocol and protocol.strip() != "http/protobuf":
-            logger.warning("OTLP protocol %r is not supported; exporting over http/protobuf", protocol)
-        exporter = OTLPSpanExporter(endpoint=otlp_endpoint(config, env))
-    return BatchSpanProcessor(exporter)
 
 
 # -- spans for the request pipeline --------------------------------------------------------------
