@@ -1,10 +1,16 @@
-"""A gateway-only install (no `local` extra) has no torch: the package must still import and explain."""
+"""A gateway-only install (no `local` extra) has no torch: the package must still import and explain.
+
+Each check runs in a fresh interpreter, where torch has never been imported."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.e2e
 
 
 def run_without_torch(code: str) -> subprocess.CompletedProcess[str]:

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from benchmarks import gateway_vs_litellm
 
+pytestmark = pytest.mark.e2e
+
 
 def test_gateway_benchmark_runs_end_to_end_and_reports_every_target(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
