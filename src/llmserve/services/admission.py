@@ -94,42 +94,10 @@ class Admission:
         """``tenant`` scopes the per-key limits: the key id, or with auth off a digest of the token."""
         ensure_model_allowed(principal, group)
         admitted = Pass(request)
-        if self.guardrails is not None:
-            guard = self.guardrails.for_principal(principal.guardrails)
-            admitted.guardrails = guard
-            try:
-                admitted.request = _checked(guard, request)
-            except GuardrailViolation as exc:
-                if self.metrics is not None:
-                    self.metrics.guardrail_block(exc.rule)
-                raise
+        self._check_input(principal, admitted)
         try:
-            estimate = 0  # counted only when a limit or a budget needs it
-            budgeted = self.budgets is not None and principal.max_budget_usd is not None
-            if self.limiter is not None:
-                from llmserve.limits.leases import LimitSubject
-
-                # A key's own limits (merged over limits.per_key); without auth, per_key per token.
-                key_rule = principal.limits if principal.key_id else self.settings.limits.per_key
-                subjects = [LimitSubject(f"key:{tenant}", key_rule)]
-                model_rule = self.settings.limits.per_model.get(group)
-                if model_rule is not None:
-                    subjects.append(LimitSubject(f"model:{group}", model_rule))
-                if any(_limited(s.rule) for s in subjects):
-                    if any(s.rule.tpm is not None for s in subjects) or budgeted:
-                        estimate = await self._estimate_tokens(group, admitted.request)
-                    try:
-                        admitted.lease = await self.limiter.acquire(subjects, estimate)
-                    except RateLimited:
-                        if self.metrics is not None:
-                            self.metrics.rate_limited(group)
-                        raise
-                    admitted.headers.update(admitted.lease.headers)
-            if self.budgets is not None and budgeted:
-                estimate = estimate or await self._estimate_tokens(group, admitted.request)
-                admitted.reservation = await self.budgets.reserve(
-                    principal, self._estimated_cost(group, estimate)
-                )
+            estimate = await self._acquire_limits(principal, tenant, group, admitted)
+            await self._reserve_budget(principal, group, admitted, estimate)
             if self.queue is not None:
                 admitted.ticket = await self.queue.acquire(
                     group, priority if priority is not None else principal.priority, tenant
@@ -138,6 +106,55 @@ class Admission:
             await admitted.settle(None, Decimal(0))
             raise
         return admitted
+
+    def _check_input(self, principal: Principal, admitted: Pass) -> None:
+        """Input guardrails (with the key's overrides); they may rewrite the request (PII masked)."""
+        if self.guardrails is None:
+            return
+        guard = self.guardrails.for_principal(principal.guardrails)
+        admitted.guardrails = guard
+        try:
+            admitted.request = _checked(guard, admitted.request)
+        except GuardrailViolation as exc:
+            if self.metrics is not None:
+                self.metrics.guardrail_block(exc.rule)
+            raise
+
+    async def _acquire_limits(self, principal: Principal, tenant: str, group: str, admitted: Pass) -> int:
+        """RPM, TPM and parallel slots of the key and the model; the token estimate if one was needed."""
+        if self.limiter is None:
+            return 0
+        from llmserve.limits.leases import LimitSubject
+
+        # A key's own limits (merged over limits.per_key); without auth, per_key per token.
+        key_rule = principal.limits if principal.key_id else self.settings.limits.per_key
+        subjects = [LimitSubject(f"key:{tenant}", key_rule)]
+        model_rule = self.settings.limits.per_model.get(group)
+        if model_rule is not None:
+            subjects.append(LimitSubject(f"model:{group}", model_rule))
+        if not any(_limited(s.rule) for s in subjects):
+            return 0
+        estimate = 0  # counted only when a limit or a budget needs it
+        if any(s.rule.tpm is not None for s in subjects) or self._budgeted(principal):
+            estimate = await self._estimate_tokens(group, admitted.request)
+        try:
+            admitted.lease = await self.limiter.acquire(subjects, estimate)
+        except RateLimited:
+            if self.metrics is not None:
+                self.metrics.rate_limited(group)
+            raise
+        admitted.headers.update(admitted.lease.headers)
+        return estimate
+
+    async def _reserve_budget(self, principal: Principal, group: str, admitted: Pass, estimate: int) -> None:
+        """The estimated cost, reserved against the key's budget (settled with the real cost later)."""
+        if self.budgets is None or not self._budgeted(principal):
+            return
+        estimate = estimate or await self._estimate_tokens(group, admitted.request)
+        admitted.reservation = await self.budgets.reserve(principal, self._estimated_cost(group, estimate))
+
+    def _budgeted(self, principal: Principal) -> bool:
+        return self.budgets is not None and principal.max_budget_usd is not None
 
     async def close(self) -> None:
         for part in (self.limiter, self.budgets):
