@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,7 +28,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from llmserve.config import sqlite_url_for
-from llmserve.storage.db import Database, normalize_url
+from llmserve.storage.db import Database, alembic_config, normalize_url
 
 PG_HOST = "127.0.0.1:5432"
 PG_CONNECT_TIMEOUT_S = 5
@@ -121,3 +123,16 @@ async def database(database_url: str) -> AsyncIterator[Database]:
         yield db
     finally:
         await db.dispose()
+
+
+def migration_head() -> str:
+    """The newest Alembic revision in the source tree."""
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+async def current_revision(db: Database) -> str | None:
+    """The Alembic revision ``db`` is at (None before the first upgrade)."""
+    async with db.engine.connect() as connection:
+        return await connection.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())

@@ -1,20 +1,21 @@
-"""Alembic migrations: apply on empty databases, re-run safely, and match the models exactly."""
+"""Alembic migrations: apply on empty databases, re-run safely, and match the models exactly.
+
+Replicas upgrading at once, as separate processes, are in tests/e2e/storage/test_migrations.py."""
 
 from __future__ import annotations
 
 import asyncio
-import sys
 from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from llmserve.storage.db import Database, alembic_config
 from llmserve.storage.models import Base
+from tests.fixtures_db import current_revision, migration_head
 
 ALL_TABLES = {
     "alembic_version",
@@ -28,17 +29,6 @@ ALL_TABLES = {
 }
 
 
-def _head() -> str:
-    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
-    assert head is not None
-    return head
-
-
-async def _current_revision(db: Database) -> str | None:
-    async with db.engine.connect() as connection:
-        return await connection.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
-
-
 async def _tables(db: Database) -> set[str]:
     async with db.engine.connect() as connection:
         return set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
@@ -50,7 +40,7 @@ async def test_upgrade_creates_schema_on_empty_database(database_url: str) -> No
         assert await _tables(db) == set()
         await db.upgrade()
         assert await _tables(db) == ALL_TABLES
-        assert await _current_revision(db) == _head()
+        assert await current_revision(db) == migration_head()
     finally:
         await db.dispose()
 
@@ -65,34 +55,9 @@ async def test_upgrade_again_is_a_noop_that_keeps_data(database: Database) -> No
         )
     await database.upgrade()
     await database.upgrade()
-    assert await _current_revision(database) == _head()
+    assert await current_revision(database) == migration_head()
     async with database.session(readonly=True) as session:
         assert await session.scalar(text("SELECT title FROM conversations WHERE id = 'keep'")) == "kept"
-
-
-UPGRADE_SCRIPT = (
-    "import asyncio, sys\n"
-    "from llmserve.storage.db import Database\n"
-    "asyncio.run(Database(sys.argv[1]).upgrade())\n"
-)
-
-
-async def test_replicas_upgrading_at_once_all_succeed(database_url: str) -> None:
-    # Separate processes, as replicas are: they race to create the same tables unless serialised.
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable, "-c", UPGRADE_SCRIPT, database_url, stderr=asyncio.subprocess.PIPE
-        )
-        for _ in range(4)
-    ]
-    results = await asyncio.gather(*(proc.communicate() for proc in procs))
-    errors = [stderr.decode() for proc, (_, stderr) in zip(procs, results, strict=True) if proc.returncode]
-    assert errors == []
-    db = Database(database_url)
-    try:
-        assert await _current_revision(db) == _head()
-    finally:
-        await db.dispose()
 
 
 async def test_migrations_match_the_models(database: Database) -> None:
