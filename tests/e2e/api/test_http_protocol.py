@@ -23,6 +23,8 @@ from websockets.sync.client import connect
 from llmserve.server.http_protocol import H2cTolerantHttpToolsProtocol, _HeadCoalescingTransport
 from tests.live_server import free_port
 
+pytestmark = pytest.mark.e2e
+
 H2C_OFFER = (  # what the JDK's HttpClient adds to a plain-HTTP request
     "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
     "HTTP2-Settings: AAEAAEAAAAIAAAABAAMAAABkAAQBAAAAAAUAAEAA\r\n"
