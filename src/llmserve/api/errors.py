@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from llmserve.api.sse import sse_event
-from llmserve.errors import LLMServeError
+from llmserve.errors import LLMServeError, error_body
 from llmserve.observability.context import current_model, request_id_var
 from llmserve.services.llm_events import log_llm_error
 
@@ -34,24 +34,18 @@ _STATUS_TYPES = {
 }
 
 
-def error_payload(
-    message: str, error_type: str, *, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
-
-
 def error_response(
     status: int, message: str, *, param: str | None = None, code: str | None = None
 ) -> JSONResponse:
     return JSONResponse(
-        error_payload(message, _STATUS_TYPES.get(status, "api_error"), param=param, code=code), status
+        error_body(message, _STATUS_TYPES.get(status, "api_error"), param=param, code=code), status
     )
 
 
 def payload_for(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, LLMServeError):
-        return error_payload(exc.message, exc.error_type, param=exc.param, code=exc.code)
-    return error_payload("Internal server error", "internal_error", code="internal_error")
+        return error_body(exc.message, exc.error_type, param=exc.param, code=exc.code)
+    return error_body("Internal server error", "internal_error", code="internal_error")
 
 
 def _log_error(exc: BaseException, status: int) -> None:

@@ -10,6 +10,7 @@ import orjson
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmserve.errors import error_body
 from llmserve.observability.context import received_at_var, request_id_var
 
 
@@ -82,14 +83,7 @@ class BodySizeLimitMiddleware:
 
     async def _reject(self, send: Send, limit: int) -> None:
         body = orjson.dumps(
-            {
-                "error": {
-                    "message": self.message(limit),
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": "request_too_large",
-                }
-            }
+            error_body(self.message(limit), "invalid_request_error", code="request_too_large")
         )
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from starlette.responses import JSONResponse
 
 from llmserve.api.deps import ServicesDep
-from llmserve.api.errors import error_payload
+from llmserve.errors import error_body
 
 router = APIRouter(tags=["operations"])
 
@@ -30,19 +30,17 @@ async def ready(services: ServicesDep) -> JSONResponse:
     failed = [m for m in managers if m.state == "failed"]
     if failed:
         message = "; ".join(f"{m.deployment.name}: {m.error}" for m in failed)
-        body = error_payload(
-            f"Model failed to load: {message}", "service_unavailable", code="model_load_failed"
-        )
+        body = error_body(f"Model failed to load: {message}", "service_unavailable", code="model_load_failed")
         return JSONResponse({**body, **report}, 503, headers={"Retry-After": "5"})
     waiting = [m for m in managers if not m.ready_to_serve]
     for manager in waiting:
         manager.start_loading()
     if waiting:
-        body = error_payload("Loading model", "service_unavailable", code="model_loading")
+        body = error_body("Loading model", "service_unavailable", code="model_loading")
         return JSONResponse({**body, **report}, 503, headers={"Retry-After": "1"})
     down = [name for name, state in dependencies.items() if state == "down"]
     if down:
-        body = error_payload(
+        body = error_body(
             f"Unavailable: {', '.join(down)}", "service_unavailable", code="dependency_unavailable"
         )
         return JSONResponse({**body, **report}, 503, headers={"Retry-After": "1"})

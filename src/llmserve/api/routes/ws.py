@@ -8,9 +8,9 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from llmserve.api.deps import services_for_websocket
-from llmserve.api.errors import error_payload, payload_for
+from llmserve.api.errors import payload_for
 from llmserve.api.serving import convert, seed
-from llmserve.errors import LLMServeError
+from llmserve.errors import LLMServeError, error_body
 from llmserve.schemas.seed import SeedChatRequest
 from llmserve.services.chat import ChatService
 
@@ -35,7 +35,7 @@ async def _answer(websocket: WebSocket, chat: ChatService, raw: str) -> None:
     except ValidationError as exc:
         first = exc.errors()[0]
         invalid = f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}"
-        await websocket.send_json({"type": "error", **error_payload(invalid, "invalid_request_error")})
+        await websocket.send_json({"type": "error", **error_body(invalid, "invalid_request_error")})
         return
     # The caller's key, as authenticate() stored it; timing starts at this message, not at connect.
     ctx = dataclasses.replace(convert.request_context(websocket), received_at=None)
