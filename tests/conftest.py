@@ -1,3 +1,8 @@
-"""Shared test configuration. Database fixtures live in the ``tests.fixtures_db`` plugin."""
+"""Shared test configuration. Fixtures shared across tiers live in the ``tests.fixtures_*`` plugins."""
 
-pytest_plugins = ["tests.fixtures_db", "tests.fixtures_redis", "tests.live_server"]
+pytest_plugins = [
+    "tests.fixtures_db",
+    "tests.fixtures_redis",
+    "tests.fixtures_monitoring",
+    "tests.live_server",
+]

@@ -5,8 +5,6 @@ series llmserve exports. tools/render_dashboard.py draws it from a real Promethe
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import shutil
 import subprocess
 import sys
@@ -23,38 +21,19 @@ import pytest
 import yaml
 
 from llmserve.observability.metrics import Metrics, StateSnapshot
-from tests.unit.observability.test_alert_rules import (
+from tests.fixtures_monitoring import (
     METRIC_NAME,
     PROMTOOL_TIMEOUT_S,
+    RENDERER,
     exported_series_names,
+    queries,
     unavailable,
 )
 
-ROOT = Path(__file__).resolve().parents[3]
-DASHBOARD = ROOT / "deploy" / "grafana" / "llmserve.json"
-RENDERER = ROOT / "tools" / "render_dashboard.py"
+pytestmark = pytest.mark.e2e
+
 CHROMIUM = Path("/usr/bin/chromium")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def dashboard() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
-    return loaded
-
-
-def queries(dashboard: dict[str, Any]) -> list[str]:
-    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
-
-
-@pytest.fixture(scope="module")
-def renderer() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("render_dashboard", RENDERER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_importing_asks_for_a_prometheus_datasource_that_every_query_uses(dashboard: dict[str, Any]) -> None:

@@ -7,31 +7,25 @@ under ``CI=true``, where a missing tool is a broken pipeline.
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import subprocess
-from pathlib import Path
-from typing import Any, NoReturn
 
 import pytest
 import yaml
-from prometheus_client.metrics_core import Metric
 
-from llmserve.observability.metrics import Metrics
+from tests.fixtures_monitoring import (
+    ALERTS,
+    ALERTS_TEST,
+    EXAMPLE_CONFIG,
+    METRIC_NAME,
+    PROMETHEUS_DIR,
+    PROMTOOL_TIMEOUT_S,
+    alert_rules,
+    exported_series_names,
+    unavailable,
+)
 
-PROMETHEUS_DIR = Path(__file__).resolve().parents[3] / "deploy" / "prometheus"
-ALERTS = PROMETHEUS_DIR / "alerts.yml"
-ALERTS_TEST = PROMETHEUS_DIR / "alerts_test.yml"
-EXAMPLE_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
-METRIC_NAME = re.compile(r"\bllmserve_[a-z_]+")
-PROMTOOL_TIMEOUT_S = 60
-
-
-def unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason}; CI=true: a missing tool is a broken pipeline")
-    pytest.skip(reason)
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
@@ -54,18 +48,6 @@ def run_promtool(promtool: str, *args: str) -> str:
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"promtool {' '.join(args)} failed:\n{output}"
     return output
-
-
-def alert_rules() -> list[dict[str, Any]]:
-    groups = yaml.safe_load(ALERTS.read_text())["groups"]
-    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
-
-
-def exported_series_names() -> set[str]:
-    """Every series name llmserve's /metrics can carry (counters' _total, histograms' parts)."""
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    families: list[Metric] = list(Metrics(["m"], ["d"]).registry.collect())
-    return {family.name + suffix for family in families for suffix in suffixes.get(family.type, ("",))}
 
 
 def test_prometheus_accepts_the_alerting_rules(promtool: str) -> None:
