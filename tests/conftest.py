@@ -4,5 +4,6 @@ pytest_plugins = [
     "tests.fixtures_db",
     "tests.fixtures_redis",
     "tests.fixtures_monitoring",
+    "tests.fixtures_tracing",
     "tests.live_server",
 ]

@@ -1,148 +1,40 @@
 """Traces: a server span per request with the pipeline's spans and one CLIENT span per provider attempt
-under it, a client's traceparent continued, ours sent on to the upstream, and nothing at all when off.
+under it, a client's traceparent continued, and how tracing is switched on.
 
-The spans land in the SDK's ``InMemorySpanExporter``; the upstream is a real HTTP server on loopback.
+The spans land in the SDK's ``InMemorySpanExporter`` (the ``exporter`` and ``handle`` fixtures of
+``tests.fixtures_tracing``); providers are hand-written fakes. What a real upstream and a real OTLP
+collector receive is in tests/e2e/observability/test_tracing.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import httpx
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from llmserve.api.middleware import JsonBodyMiddleware, RequestIdMiddleware
-from llmserve.config import (
-    ModelDeployment,
-    ObservabilitySettings,
-    RouterSettings,
-    Settings,
-    TracingSettings,
-)
-from llmserve.errors import LLMServeError
-from llmserve.observability.tracing import (
-    TracingHandle,
-    current_span,
-    inject_trace_context,
-    otlp_endpoint,
-    record_usage,
-    request_attributes,
-    setup_tracing,
-    span,
-)
-from llmserve.observability.tracing_middleware import TracingMiddleware
-from llmserve.providers.base import Provider
-from llmserve.providers.http import UpstreamHTTP
-from llmserve.providers.openai_compat import OpenAIProvider
-from llmserve.routing.deployment import Deployment
+from llmserve.config import RouterSettings, TracingSettings
+from llmserve.observability.tracing import TracingHandle, otlp_endpoint, setup_tracing, span
 from llmserve.routing.router import Router
-from llmserve.routing.telemetry import record_route
-from llmserve.types import ChatInput, ChatMessage, Delta, GenerationInput, GenerationOptions, TextInput
+from llmserve.types import ChatInput, ChatMessage, GenerationInput, TextInput
+from tests.fixtures_tracing import (
+    CLIENT_SPAN_ID,
+    CLIENT_TRACE_ID,
+    CLIENT_TRACEPARENT,
+    attrs,
+    chat_app,
+    client_for,
+    parent_id,
+    span_id,
+    trace_id,
+    tracing_settings,
+)
 from tests.unit.routing.fakes import FakeClock, FakeProvider, deployment, router, upstream_error
-from tests.upstreams.openai_app import openai_server
-from tests.upstreams.server import Reply, UpstreamRequest, UpstreamServer
-
-CLIENT_TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
-CLIENT_SPAN_ID = 0x00F067AA0BA902B7
-CLIENT_TRACEPARENT = f"00-{CLIENT_TRACE_ID:032x}-{CLIENT_SPAN_ID:016x}-01"
-
-
-def tracing_settings(**tracing: Any) -> Settings:
-    return Settings(observability=ObservabilitySettings(tracing=TracingSettings(**tracing)))
-
-
-@pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
-def handle(exporter: InMemorySpanExporter) -> Iterator[TracingHandle]:
-    traced = setup_tracing(tracing_settings(enabled=True), span_processor=SimpleSpanProcessor(exporter))
-    assert traced is not None
-    yield traced
-    traced.shutdown()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[UpstreamHTTP]:
-    client = UpstreamHTTP()
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-def upstream() -> Iterator[UpstreamServer]:
-    with openai_server("a") as server:
-        yield server
-
-
-def chat_app(routed: Router, handle: TracingHandle | None) -> FastAPI:
-    """A route shaped like ChatService: admission, cache lookup, then the router; JSON or a stream."""
-    app = FastAPI()
-
-    @app.exception_handler(LLMServeError)
-    async def domain_error(_: Request, exc: LLMServeError) -> Response:
-        return JSONResponse({"error": exc.code}, status_code=exc.status_code)
-
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> Response:
-        body = await request.json()
-        options = GenerationOptions(max_tokens=body.get("max_tokens"), temperature=body.get("temperature", 1))
-        generation = ChatInput((ChatMessage("user", "secret prompt"),), options)
-        with span("llmserve.admission"):
-            pass
-        with span("llmserve.cache.lookup", **{"llmserve.cache_status": "miss"}):
-            pass
-        if body.get("stream"):
-            with span("llmserve.route", **request_attributes("g", options)):
-                events, _ = await routed.stream("g", generation)
-
-            async def chunks() -> AsyncIterator[bytes]:
-                async for event in events:
-                    if isinstance(event, Delta):
-                        yield event.text.encode()
-                    else:
-                        record_usage(current_span(), event, ["stop"])
-                with span("llmserve.store"):
-                    pass
-
-            return StreamingResponse(chunks(), media_type="text/plain")
-        with span("llmserve.route", **request_attributes("g", options)) as routing:
-            completion, info = await routed.complete("g", generation)
-            record_usage(routing, completion.usage, [c.finish_reason for c in completion.choices])
-            record_route(routing, info, "miss")
-        return JSONResponse({"text": completion.choices[0].text})
-
-    @app.get("/v1/models/{model_id}")
-    async def model(model_id: str) -> dict[str, str]:
-        return {"id": model_id}
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        with span("llmserve.health"):
-            return {"status": "ok"}
-
-    # As create_app orders them: tracing innermost, under middleware that copies the scope.
-    if handle is not None:
-        app.add_middleware(TracingMiddleware, handle=handle)
-    app.add_middleware(JsonBodyMiddleware)
-    app.add_middleware(RequestIdMiddleware)
-    return app
-
-
-def client_for(app: FastAPI) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")
 
 
 def fake_router(*providers: FakeProvider, **settings: Any) -> Router:
@@ -150,40 +42,10 @@ def fake_router(*providers: FakeProvider, **settings: Any) -> Router:
     return router({"g": [deployment(p, clock, model=f"up-{p.name}") for p in providers]}, clock, **settings)
 
 
-def upstream_router(server: UpstreamServer, http: UpstreamHTTP) -> Router:
-    config = ModelDeployment(name="g", provider="openai", model="gpt-test", api_base=f"{server.url}/v1")
-    provider: Provider = OpenAIProvider(config, http, deployment_id="gpt-a")
-    return Router({"g": [Deployment("gpt-a", "g", config, provider)]}, RouterSettings())
-
-
 def by_name(spans: Sequence[ReadableSpan]) -> dict[str, ReadableSpan]:
     named = {s.name: s for s in spans}
     assert len(named) == len(spans), [s.name for s in spans]
     return named
-
-
-def attrs(of: ReadableSpan) -> dict[str, Any]:
-    return dict(of.attributes or {})
-
-
-def parent_id(child: ReadableSpan) -> int | None:
-    return None if child.parent is None else child.parent.span_id
-
-
-def span_id(of: ReadableSpan) -> int:
-    assert of.context is not None
-    return int(of.context.span_id)
-
-
-def trace_id(of: ReadableSpan) -> int:
-    assert of.context is not None
-    return int(of.context.trace_id)
-
-
-def traceparent_of(request: UpstreamRequest) -> tuple[int, int]:
-    version, trace, parent, flags = request.headers["traceparent"].split("-")
-    assert version == "00" and int(flags, 16) & 1  # sampled
-    return int(trace, 16), int(parent, 16)
 
 
 # -- the request's trace ------------------------------------------------------------------------
@@ -383,52 +245,6 @@ async def test_attempt_spans_name_the_operation_and_the_upstream_model(
     assert attrs(attempt)["gen_ai.operation.name"] == name.split()[0]
 
 
-# -- the upstream sees our trace ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize("stream", [False, True])
-async def test_the_upstream_request_carries_the_attempt_span_as_traceparent(
-    handle: TracingHandle,
-    exporter: InMemorySpanExporter,
-    upstream: UpstreamServer,
-    http: UpstreamHTTP,
-    stream: bool,
-) -> None:
-    app = chat_app(upstream_router(upstream, http), handle)
-    async with client_for(app) as client:
-        response = await client.post(
-            "/v1/chat/completions", json={"stream": stream}, headers={"traceparent": CLIENT_TRACEPARENT}
-        )
-    assert response.status_code == 200 and "[a] echo: secret prompt" in response.text
-    (attempt,) = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
-    assert traceparent_of(upstream.requests[-1]) == (CLIENT_TRACE_ID, span_id(attempt))
-    attributes = attrs(attempt)
-    assert (attributes["server.address"], attributes["server.port"]) == ("127.0.0.1", upstream.port)
-    assert (attributes["gen_ai.provider.name"], attributes["gen_ai.request.model"]) == ("openai", "gpt-test")
-    assert all(
-        "secret prompt" not in str(value)
-        for s in exporter.get_finished_spans()
-        for value in attrs(s).values()
-    )
-
-
-async def test_with_tracing_off_nothing_is_recorded_or_sent(
-    upstream: UpstreamServer, http: UpstreamHTTP
-) -> None:
-    assert setup_tracing(tracing_settings(), environ={}) is None
-    app = chat_app(upstream_router(upstream, http), None)
-    async with client_for(app) as client:
-        response = await client.post(
-            "/v1/chat/completions", json={}, headers={"traceparent": CLIENT_TRACEPARENT}
-        )
-    assert response.status_code == 200
-    assert "traceparent" not in upstream.requests[-1].headers  # nor is the client's passed through
-    with span("anything", **request_attributes("g", GenerationOptions())) as nothing:
-        assert nothing is None and current_span() is None
-    assert request_attributes("g") == {}
-    assert inject_trace_context({"a": "b"}) == {"a": "b"}
-
-
 async def test_two_apps_never_share_spans(exporter: InMemorySpanExporter, handle: TracingHandle) -> None:
     other_exporter = InMemorySpanExporter()
     other = setup_tracing(tracing_settings(enabled=True), span_processor=SimpleSpanProcessor(other_exporter))
@@ -461,23 +277,6 @@ async def test_probes_are_not_traced(handle: TracingHandle, exporter: InMemorySp
     async with client_for(chat_app(fake_router(FakeProvider("a")), handle)) as client:
         assert (await client.get("/health")).status_code == 200
     assert exporter.get_finished_spans() == ()
-
-
-async def test_unsampled_requests_propagate_but_record_nothing(
-    exporter: InMemorySpanExporter, upstream: UpstreamServer, http: UpstreamHTTP
-) -> None:
-    unsampled = setup_tracing(
-        tracing_settings(enabled=True, sample_ratio=0), span_processor=SimpleSpanProcessor(exporter)
-    )
-    assert unsampled is not None
-    try:
-        async with client_for(chat_app(upstream_router(upstream, http), unsampled)) as client:
-            assert (await client.post("/v1/chat/completions", json={})).status_code == 200
-    finally:
-        unsampled.shutdown()
-    assert exporter.get_finished_spans() == ()
-    flags = int(upstream.requests[-1].headers["traceparent"].rsplit("-", 1)[1], 16)
-    assert flags & 1 == 0  # "not sampled" travels on, so the upstream does not sample either
 
 
 # -- switching it on --------------------------------------------------------------------------------
@@ -575,35 +374,3 @@ def test_the_otlp_endpoint_follows_the_otel_rules(
     tracing: dict[str, Any], environ: dict[str, str], url: str | None
 ) -> None:
     assert otlp_endpoint(TracingSettings(**tracing), environ) == url
-
-
-def otlp_receiver() -> UpstreamServer:
-    """A collector stand-in: takes OTLP/HTTP protobuf posts and answers 200."""
-    return UpstreamServer(lambda _: Reply(200, b"", {"content-type": "application/x-protobuf"}))
-
-
-def exported_spans(receiver: UpstreamServer) -> list[tuple[str, str]]:
-    """(service.name, span name) of every span the receiver got."""
-    found: list[tuple[str, str]] = []
-    for posted in receiver.requests:
-        assert (posted.method, posted.path) == ("POST", "/v1/traces")
-        assert posted.headers["content-type"] == "application/x-protobuf"
-        decoded = ExportTraceServiceRequest.FromString(posted.body)
-        for resource_spans in decoded.resource_spans:
-            resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-            for scope_spans in resource_spans.scope_spans:
-                found += [(resource["service.name"], s.name) for s in scope_spans.spans]
-    return found
-
-
-async def test_spans_reach_an_otlp_collector_at_the_configured_endpoint() -> None:
-    with otlp_receiver() as receiver:
-        traced = setup_tracing(
-            tracing_settings(),
-            environ={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_SERVICE_NAME": "gw"},
-        )
-        assert traced is not None and traced.exporters == ("otlp",)
-        with traced.activate(), span("llmserve.route"):
-            await asyncio.sleep(0)
-        await traced.aclose()  # flushes the batch: what the app's shutdown does
-        assert exported_spans(receiver) == [("gw", "llmserve.route")]
