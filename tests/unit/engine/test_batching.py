@@ -24,6 +24,7 @@ from llmserve.engine.loader import LoadedModel, load_model
 from llmserve.engine.manager import ModelManager
 from llmserve.engine.sampling import SamplingParams
 from llmserve.engine.worker import LocalEngine
+from tests.polling import eventually
 
 QUESTIONS = [
     "hi",
@@ -182,12 +183,11 @@ async def test_a_client_that_leaves_frees_its_slot_for_a_waiting_request(
         leaving = cast(AsyncGenerator[Step, None], engine.stream(prompts[0], long))
         await anext(leaving)  # streaming; the other slot goes to `staying`
         staying = asyncio.create_task(collect(engine, prompts[1], long))
-        await asyncio.sleep(0.05)
+        await eventually(lambda: engine.pending == 2)
         waiting = asyncio.create_task(
             collect(engine, prompts[2], SamplingParams(max_tokens=4, temperature=0.0))
         )
-        await asyncio.sleep(0.05)
-        assert engine.pending == 3
+        await eventually(lambda: engine.pending == 3)
         await leaving.aclose()  # the client disconnects
         left_at = time.monotonic()
         served = await asyncio.wait_for(waiting, timeout=30)

@@ -12,6 +12,7 @@ from llmserve.config import ModelDeployment
 from llmserve.engine.loader import LoadedModel
 from llmserve.engine.manager import ModelManager
 from llmserve.errors import ModelLoadFailed
+from tests.polling import eventually
 
 
 class CountingLoader:
@@ -80,11 +81,7 @@ async def test_start_loading_in_background_then_ready() -> None:
     manager = ModelManager(deployment(), CountingLoader(seconds=0.1))
     manager.start_loading()
     assert manager.state == "loading" and not manager.ready_to_serve
-    for _ in range(100):
-        if manager.state == "ready":
-            break
-        await asyncio.sleep(0.02)
-    assert manager.state == "ready"
+    await eventually(lambda: manager.state == "ready", within=2.0)
     await manager.close()
 
 

@@ -16,6 +16,7 @@ from llmserve.errors import (
     RateLimited,
     UpstreamError,
 )
+from tests.polling import eventually
 from tests.unit.routing.fakes import (
     REQUEST,
     FakeClock,
@@ -385,7 +386,7 @@ async def test_half_open_lets_one_request_probe_while_others_are_refused() -> No
         await r.complete("g", REQUEST)
     clock.advance(10)
     probe = asyncio.create_task(r.complete("g", REQUEST))
-    await asyncio.sleep(0)  # the probe is in flight
+    await eventually(lambda: recovering.calls == 2)  # the probe is in flight
     with pytest.raises(NoDeploymentAvailable):
         await r.complete("g", REQUEST)
     completion, _ = await probe

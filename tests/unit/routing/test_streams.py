@@ -14,6 +14,7 @@ from llmserve.errors import RateLimited, UpstreamError
 from llmserve.routing.calls import RoutedStream
 from llmserve.routing.router import Router
 from llmserve.types import Delta, GenerationInput, StreamEvent, Usage
+from tests.polling import eventually
 from tests.unit.routing.fakes import (
     REQUEST,
     FailAfter,
@@ -122,8 +123,14 @@ async def test_a_cancelled_consumer_closes_the_provider_stream() -> None:
     slow = FakeProvider("slow", gap=10)
     r = router({"g": [deployment(slow, clock)]}, clock)
     stream, _ = await r.stream("g", REQUEST)
-    consumer = asyncio.create_task(drain(stream))
-    await asyncio.sleep(0.01)  # first event replayed, now waiting on the provider's second
+    received: list[StreamEvent] = []
+
+    async def consume() -> None:
+        async for event in stream:
+            received.append(event)
+
+    consumer = asyncio.create_task(consume())
+    await eventually(lambda: len(received) == 1)  # first event replayed, now waiting on the provider's second
     consumer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await consumer
@@ -194,7 +201,7 @@ async def test_a_stream_dropped_without_aclose_still_frees_its_slot() -> None:
     await stream.__anext__()
     del stream
     gc.collect()
-    for _ in range(3):  # the event loop finalises the provider's generator in a task of its own
-        await asyncio.sleep(0)
+    # The event loop finalises the provider's generator in a task of its own.
+    await eventually(lambda: talker.streams_closed == 1 and r.deployments("g")[0].stats.in_flight == 0)
     assert r.deployments("g")[0].stats.in_flight == 0
     assert talker.streams_closed == 1
