@@ -26,6 +26,7 @@ from openai.types.chat import ChatCompletion
 
 from llmserve.jobs.webhooks import verify
 from tests.live_server import LiveServer, running_server, start_server
+from tests.polling import poll
 from tests.upstreams.openai_app import deployment_for, openai_server
 from tests.upstreams.server import Fault, Reply, UpstreamRequest, UpstreamServer
 
@@ -132,14 +133,16 @@ def wait_batch(
     timeout: float,
     interval: float = 0.1,
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
     batch: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+
+    def there() -> bool:
+        nonlocal batch
         batch = http.get(f"/v1/batches/{batch_id}").json()
-        if until(batch):
-            return batch
-        time.sleep(interval)
-    pytest.fail(f"batch {batch_id} did not get there in {timeout:.0f}s: {batch}")
+        return until(batch)
+
+    if not poll(there, within=timeout, interval=interval):
+        pytest.fail(f"batch {batch_id} did not get there in {timeout:.0f}s: {batch}")
+    return batch
 
 
 def finished(batch: dict[str, Any]) -> bool:
@@ -178,10 +181,13 @@ def test_the_openai_sdk_uploads_runs_and_downloads_a_batch(sdk: OpenAI) -> None:
         metadata={"purpose": "sdk e2e"},
     )
     assert batch.status == "validating" and batch.input_file_id == uploaded.id
-    deadline = time.monotonic() + 60
-    while batch.status not in TERMINAL and time.monotonic() < deadline:
-        time.sleep(0.2)
+
+    def ended() -> bool:
+        nonlocal batch
         batch = sdk.batches.retrieve(batch.id)
+        return batch.status in TERMINAL
+
+    poll(ended, within=60, interval=0.2)
     assert batch.status == "completed", batch
     assert batch.request_counts is not None
     assert (batch.request_counts.total, batch.request_counts.completed, batch.request_counts.failed) == (
@@ -264,8 +270,14 @@ def test_cancelling_a_running_batch_stops_it_and_accounts_for_every_line(
     assert not set(output) & set(errors)
     assert set(output) | set(errors) == {f"c-{i}" for i in range(count)}, "every line is accounted for"
 
-    # Nothing runs after: the counts and the upstream stay still.
-    time.sleep(1.0)
+    # Nothing runs after: the counts and the upstream stay still (for a second, failing as soon as they move).
+    def moved() -> bool:
+        return (
+            http.get(f"/v1/batches/{batch_id}").json()["request_counts"] != counts
+            or len(slow.requests) != asked
+        )
+
+    assert not poll(moved, within=1.0, interval=0.1)
     assert http.get(f"/v1/batches/{batch_id}").json()["request_counts"] == counts
     assert len(slow.requests) == asked
     assert asked < count, "cancelled lines never reached the upstream"
@@ -360,7 +372,7 @@ def test_an_async_job_calls_back_with_a_signed_result(http: httpx.Client) -> Non
         job_id = submitted.json()["id"]
         assert submitted.json()["callback"]["state"] == "pending"
         assert receiver.wait_for(lambda: len(receiver.requests) >= 1, timeout=30), "no callback arrived"
-        time.sleep(0.3)  # a second (duplicate) delivery would show up here
+        assert not poll(lambda: len(receiver.requests) > 1, within=0.3), "the callback was delivered twice"
         [callback] = receiver.requests
 
     assert callback.method == "POST" and callback.path == "/hooks/llm"
@@ -377,8 +389,11 @@ def test_an_async_job_calls_back_with_a_signed_result(http: httpx.Client) -> Non
     job = http.get(f"/v1/jobs/{job_id}").json()
     assert payload["result"] == job["result"]
     assert job["result"]["choices"][0]["message"]["content"] == "[fast] echo: call me back"
-    deadline = time.monotonic() + 10
-    while job["callback"]["state"] != "delivered" and time.monotonic() < deadline:
-        time.sleep(0.1)
+
+    def delivered() -> bool:
+        nonlocal job
         job = http.get(f"/v1/jobs/{job_id}").json()
+        return bool(job["callback"]["state"] == "delivered")
+
+    poll(delivered, within=10, interval=0.1)
     assert job["callback"] == {"url": body["callback_url"], "state": "delivered"}

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ import yaml
 from tests.fixtures_db import _execute_autocommit_blocking, _find_server, _unavailable
 from tests.fixtures_redis import redis_url_under_test
 from tests.live_server import LiveServer, _child_env, running_server
+from tests.polling import poll
 from tests.upstreams.openai_app import openai_server
 from tests.upstreams.server import Fault, UpstreamServer
 
@@ -139,14 +139,16 @@ def _upload_batch(client: httpx.Client, lines: int) -> str:
 
 
 def _wait(client: httpx.Client, batch_id: str, until: Any, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
     batch: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+
+    def there() -> bool:
+        nonlocal batch
         batch = client.get(f"/v1/batches/{batch_id}").json()
-        if until(batch):
-            return batch
-        time.sleep(0.1)
-    pytest.fail(f"batch did not get there in {timeout:.0f}s: {batch}")
+        return bool(until(batch))
+
+    if not poll(there, within=timeout, interval=0.1):
+        pytest.fail(f"batch did not get there in {timeout:.0f}s: {batch}")
+    return batch
 
 
 def _logs(log_dir: Path) -> str:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.live_server import LiveServer, sse_data
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -44,11 +45,12 @@ def in_flight(http: httpx.Client, model: str) -> int:
 
 
 def wait_until_idle(http: httpx.Client, model: str, within_s: float) -> None:
-    started = time.monotonic()
-    while in_flight(http, model) != 0:
-        elapsed = time.monotonic() - started
-        assert elapsed < within_s, f"/ready reports the generation running {elapsed:.2f}s after"
-        time.sleep(0.01)
+    wait_until(
+        lambda: in_flight(http, model) == 0,
+        within=within_s,
+        interval=0.01,
+        message="/ready still reports the generation running",
+    )
 
 
 @pytest.fixture(scope="module")

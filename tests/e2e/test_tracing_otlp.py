@@ -7,7 +7,6 @@ The collector is a stand-in that decodes the protobuf posts with ``opentelemetry
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
 
 from tests.live_server import LiveServer, running_server, sse_data
+from tests.polling import poll
 from tests.upstreams.openai_app import openai_server
 from tests.upstreams.server import Reply, UpstreamServer
 
@@ -114,12 +114,16 @@ def gateway(
 
 
 def wait_for_trace(collector: UpstreamServer, trace_id: str, names: set[str]) -> list[Exported]:
-    deadline = time.monotonic() + EXPORT_WAIT_S
-    while True:
+    """The spans of ``trace_id`` once all of ``names`` are among them, or those there after the wait."""
+    spans: list[Exported] = []
+
+    def arrived() -> bool:
+        nonlocal spans
         spans = [s for s in collected(collector) if s.trace_id == trace_id]
-        if names <= {s.name for s in spans} or time.monotonic() > deadline:
-            return spans
-        time.sleep(0.05)
+        return names <= {s.name for s in spans}
+
+    poll(arrived, within=EXPORT_WAIT_S, interval=0.05)
+    return spans
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -17,13 +17,14 @@ import contextlib
 import socket
 import struct
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
+
+from tests.polling import poll
 
 FaultKind = Literal[
     "status",  # answer `status` with `body` (and Retry-After when set)
@@ -130,12 +131,8 @@ class UpstreamServer:
             self.completed = 0
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.005)
-        return predicate()
+        """True as soon as ``predicate()`` is, False if it is still false after ``timeout`` seconds."""
+        return poll(predicate, within=timeout)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> UpstreamServer:

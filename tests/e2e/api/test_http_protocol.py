@@ -18,6 +18,7 @@ from websockets.sync.client import connect
 
 from llmserve.server.http_protocol import H2cTolerantHttpToolsProtocol
 from tests.live_server import free_port
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -64,10 +65,7 @@ def port() -> Iterator[int]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
+    wait_until(lambda: server.started, within=10, interval=0.02, message="uvicorn did not start")
     yield port
     server.should_exit = True
     thread.join(10)
