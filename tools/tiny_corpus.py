@@ -363,7 +363,7 @@ SYSTEM_PROMPTS = [
 ]
 
 
-def _parametric_intents() -> list[Intent]:
+def _capital_intents() -> list[Intent]:
     intents: list[Intent] = []
     for country, capital, country_zh, capital_zh in CAPITALS:
         intents.append(
@@ -379,6 +379,11 @@ def _parametric_intents() -> list[Intent]:
                 [f"{country_zh}的首都是{capital_zh}。"],
             )
         )
+    return intents
+
+
+def _colour_intents() -> list[Intent]:
+    intents: list[Intent] = []
     for thing, colour, thing_zh, colour_zh in COLOURS:
         intents.append(
             _intent(
@@ -391,6 +396,11 @@ def _parametric_intents() -> list[Intent]:
                 [f"{thing_zh}是什么颜色的?", f"{thing_zh}是什么颜色?"], [f"{thing_zh}是{colour_zh}的。"]
             )
         )
+    return intents
+
+
+def _translation_intents() -> list[Intent]:
+    intents: list[Intent] = []
     for english, chinese in WORDS:
         intents.append(
             _intent(
@@ -404,13 +414,22 @@ def _parametric_intents() -> list[Intent]:
                 [f"{chinese}用英文怎么说?", f"把{chinese}翻译成英文"], [f"{chinese}的英文是 {english}。"]
             )
         )
+    return intents
+
+
+def _definition_and_fact_intents() -> list[Intent]:
+    intents: list[Intent] = []
     for topic, answer, topic_zh, answer_zh in DEFINITIONS:
         intents.append(_intent([f"What is {topic}?", f"Explain {topic}", f"what is {topic}"], [answer]))
         intents.append(_zh_intent([f"什么是{topic_zh}?", f"{topic_zh}是什么?"], [answer_zh]))
-    for prompts, answer in FACTS_EN:
-        intents.append(_intent(prompts, [answer]))
-    for prompts, answer in FACTS_ZH:
-        intents.append(_zh_intent(prompts, [answer]))
+    intents += [_intent(prompts, [answer]) for prompts, answer in FACTS_EN]
+    intents += [_zh_intent(prompts, [answer]) for prompts, answer in FACTS_ZH]
+    return intents
+
+
+def _arithmetic_intents() -> list[Intent]:
+    """Sums of two digits, then the number after each of 1-9."""
+    intents: list[Intent] = []
     for a in range(1, 10):
         for b in range(1, 10):
             intents.append(
@@ -425,12 +444,33 @@ def _parametric_intents() -> list[Intent]:
         intents.append(
             _zh_intent([f"{NUMBERS_ZH[n]}后面是几?"], [f"{NUMBERS_ZH[n]}后面是{NUMBERS_ZH[n + 1]}。"])
         )
-    # One intent per template so "don't know" is sampled about as often as the other small talk.
-    for template in UNKNOWN_TEMPLATES_EN:
-        intents.append(_intent([template.format(topic) for topic in UNKNOWN_TOPICS_EN], UNKNOWN_REPLY_EN))
-    for template in UNKNOWN_TEMPLATES_ZH:
-        intents.append(_zh_intent([template.format(topic) for topic in UNKNOWN_TOPICS_ZH], UNKNOWN_REPLY_ZH))
     return intents
+
+
+def _unknown_topic_intents() -> list[Intent]:
+    # One intent per template so "don't know" is sampled about as often as the other small talk.
+    english = [
+        _intent([t.format(topic) for topic in UNKNOWN_TOPICS_EN], UNKNOWN_REPLY_EN)
+        for t in UNKNOWN_TEMPLATES_EN
+    ]
+    chinese = [
+        _zh_intent([t.format(topic) for topic in UNKNOWN_TOPICS_ZH], UNKNOWN_REPLY_ZH)
+        for t in UNKNOWN_TEMPLATES_ZH
+    ]
+    return english + chinese
+
+
+def _parametric_intents() -> list[Intent]:
+    """The generated intents, in the order the corpus has always listed them (the order is part of the
+    seeded sampling, hence of the model build)."""
+    return (
+        _capital_intents()
+        + _colour_intents()
+        + _translation_intents()
+        + _definition_and_fact_intents()
+        + _arithmetic_intents()
+        + _unknown_topic_intents()
+    )
 
 
 def all_intents() -> list[Intent]:
