@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import multiprocessing
 import os
@@ -38,7 +39,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
@@ -430,7 +431,12 @@ def _parse_concurrency(text: str) -> list[int]:
     return values
 
 
-def main(argv: list[str] | None = None) -> int:
+Counters = Callable[[], tuple[int, float | None]]
+Cells = dict[tuple[str, int, str], Cell]
+
+
+def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str], list[str]]:
+    """The options, the modes and the clients to measure (argparse exits on a wrong one)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=2000, help="measured requests per run (N)")
     parser.add_argument("--concurrency", type=_parse_concurrency, default=[1, 32, 128], help="e.g. 1,32,128")
@@ -452,17 +458,26 @@ def main(argv: list[str] | None = None) -> int:
     clients = [name for name in args.clients.split(",") if name]
     if not clients or any(name not in CLIENTS for name in clients):
         parser.error("--clients takes httpx, aiohttp and/or httpx2")
+    return args, modes, clients
+
+
+def _console() -> Console:
     console = Console()
     if not console.is_terminal:
         console = Console(width=132)  # a full-width table when the output goes to a file or pipe
-    missing = [name for name, module in (("aiohttp", aiohttp), ("httpx2", httpx2)) if module is None]
-    if missing := [name for name in missing if name in clients]:
-        console.print(
-            f"[red]{', '.join(missing)} not installed[/red]: not a dependency of llmserve. "
-            f"Run `pip install {' '.join(missing)}` in this environment to compare it with httpx."
-        )
-        return 1
+    return console
 
+
+def _not_installed(clients: list[str]) -> list[str]:
+    """The optional client libraries asked for that this environment lacks."""
+    missing = [name for name, module in (("aiohttp", aiohttp), ("httpx2", httpx2)) if module is None]
+    return [name for name in missing if name in clients]
+
+
+@contextlib.contextmanager
+def _upstream() -> Iterator[tuple[str, Counters]]:
+    """The canned upstream in a process of its own: its URL, and a reading of its accepted connections
+    and CPU seconds. Terminated when the block ends."""
     context = multiprocessing.get_context("spawn")
     accepted = context.Value("q", 0, lock=False)
     port_in, port_out = context.Pipe(duplex=False)
@@ -478,33 +493,48 @@ def main(argv: list[str] | None = None) -> int:
         def counters() -> tuple[int, float | None]:
             return int(accepted.value), _process_cpu_s(pid)
 
-        console.print(
-            f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"{', '.join(f'{name} {_version(name)}' for name in clients)}, event loop {args.loop}, "
-            f"load average {os.getloadavg()[0]:.2f}; N={args.requests}, repeats={args.repeats}"
-        )
-        cells: dict[tuple[str, int, str], Cell] = {}
-        started = time.perf_counter()
-        for mode in modes:
-            for concurrency in args.concurrency:
-                for repeat in range(args.repeats):
-                    order = clients if repeat % 2 == 0 else clients[::-1]
-                    for name in order:
-                        measure = _measure(name, url, mode == "stream", args.requests, concurrency, counters)
-                        run = _run(measure, args.loop)
-                        cells.setdefault((mode, concurrency, name), Cell()).runs.append(run)
-                console.print(f"  {mode} C={concurrency} done ({time.perf_counter() - started:.0f} s)")
+        yield url, counters
     finally:
         server.terminate()
         server.join(10)
 
+
+def _measure_cells(
+    args: argparse.Namespace,
+    modes: list[str],
+    clients: list[str],
+    url: str,
+    counters: Counters,
+    console: Console,
+) -> Cells:
+    """Every mode x concurrency x client, ``args.repeats`` times, the clients' order alternated."""
+    console.print(
+        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{', '.join(f'{name} {_version(name)}' for name in clients)}, event loop {args.loop}, "
+        f"load average {os.getloadavg()[0]:.2f}; N={args.requests}, repeats={args.repeats}"
+    )
+    cells: Cells = {}
+    started = time.perf_counter()
+    for mode in modes:
+        for concurrency in args.concurrency:
+            for repeat in range(args.repeats):
+                order = clients if repeat % 2 == 0 else clients[::-1]
+                for name in order:
+                    measure = _measure(name, url, mode == "stream", args.requests, concurrency, counters)
+                    run = _run(measure, args.loop)
+                    cells.setdefault((mode, concurrency, name), Cell()).runs.append(run)
+            console.print(f"  {mode} C={concurrency} done ({time.perf_counter() - started:.0f} s)")
+    return cells
+
+
+def _results_table(cells: Cells, modes: list[str], concurrencies: list[int], clients: list[str]) -> Table:
     table = Table(title="Upstream HTTP clients (loopback, canned upstream)")
     for column in ("mode", "C", "client", "req/s", "req/s range", "p50 ms", "p99 ms", "CPU µs/req"):
         table.add_column(column, justify="left" if column in ("mode", "client") else "right")
     table.add_column("new conns", justify="right")
     table.add_column("upstream CPU", justify="right")
     for mode in modes:
-        for concurrency in args.concurrency:
+        for concurrency in concurrencies:
             for name in clients:
                 cell = cells[(mode, concurrency, name)]
                 low, high = cell.rps_range
@@ -522,17 +552,18 @@ def main(argv: list[str] | None = None) -> int:
                     "n/a" if server_pct is None else f"{server_pct:.0f}%",
                 )
         table.add_section()
-    console.print(table)
+    return table
 
-    pairs = [("aiohttp", other) for other in clients if other != "aiohttp" and "aiohttp" in clients]
-    if not pairs:
-        return 0
+
+def _ratios_table(
+    cells: Cells, modes: list[str], concurrencies: list[int], pairs: list[tuple[str, str]]
+) -> Table:
     ratios = Table(title="Ratios (first client / second client)")
     for column in ("mode", "C", "clients", "req/s", "p50", "p99", "CPU/req"):
         ratios.add_column(column, justify="left" if column in ("mode", "clients") else "right")
     for first, second in pairs:
         for mode in modes:
-            for concurrency in args.concurrency:
+            for concurrency in concurrencies:
                 a, h = cells[(mode, concurrency, first)], cells[(mode, concurrency, second)]
                 ratios.add_row(
                     mode,
@@ -544,7 +575,26 @@ def main(argv: list[str] | None = None) -> int:
                     f"{a.cpu_us / h.cpu_us:.2f}x",
                 )
         ratios.add_section()
-    console.print(ratios)
+    return ratios
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, modes, clients = _parse_args(argv)
+    console = _console()
+    if missing := _not_installed(clients):
+        console.print(
+            f"[red]{', '.join(missing)} not installed[/red]: not a dependency of llmserve. "
+            f"Run `pip install {' '.join(missing)}` in this environment to compare it with httpx."
+        )
+        return 1
+
+    with _upstream() as (url, counters):
+        cells = _measure_cells(args, modes, clients, url, counters, console)
+    console.print(_results_table(cells, modes, args.concurrency, clients))
+
+    pairs = [("aiohttp", other) for other in clients if other != "aiohttp" and "aiohttp" in clients]
+    if pairs:
+        console.print(_ratios_table(cells, modes, args.concurrency, pairs))
     return 0
 
 
