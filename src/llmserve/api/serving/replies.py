@@ -23,9 +23,12 @@ from llmserve.types import Usage
 class JsonReply:
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    status: int = 200
 
     def response(self) -> Response:
-        return Response(orjson.dumps(self.body), media_type="application/json", headers=self.headers)
+        return Response(
+            orjson.dumps(self.body), self.status, media_type="application/json", headers=self.headers
+        )
 
 
 @dataclass(frozen=True)
