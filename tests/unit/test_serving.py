@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmserve.server.http_protocol import H2cTolerantHttpToolsProtocol
 from llmserve.config import ServerSettings
+from llmserve.server.http_protocol import H2cTolerantHttpToolsProtocol
 from llmserve.server.process import uvicorn_http_protocol
 
 
