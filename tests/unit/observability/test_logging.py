@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from llmserve.observability.context import request_id_var
-from llmserve.services.llm_events import log_llm_error, log_llm_request, log_llm_response
 from llmserve.observability.logging import LogFormat, configure_logging
 from llmserve.schemas.openai import ChatMessageIn, ContentPart
+from llmserve.services.llm_events import log_llm_error, log_llm_request, log_llm_response
 from llmserve.types import ChatMessage
 
 PII_PROMPT = "I am jane.doe@example.com, card 4111 1111 1111 1111"
