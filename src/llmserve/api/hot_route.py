@@ -3,7 +3,8 @@
 Why: on the gateway benchmark FastAPI's per-request work for an ``APIRoute`` (its handler's exit
 stacks, dependency solving and endpoint bookkeeping, even for a route that only takes the raw
 ``Request``) cost about a fifth of a proxied request's CPU. A starlette ``Route`` runs the endpoint
-straight from the router, inside the same exception handling as every other route. The endpoint
+straight from the router; its exceptions go to the app's handlers through ``ExceptionMiddleware``,
+once, as every other route's do. The endpoint
 reads and validates its own body (``api/body.py``). It records itself in ``scope["route"]`` as
 FastAPI's routes do (the metrics and tracing middleware label requests by it), and it carries its
 body and response models so that ``api/openapi.py`` documents it like any other operation.
@@ -18,7 +19,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 class HotRoute(Route):
@@ -32,6 +33,10 @@ class HotRoute(Route):
         tags: Sequence[str] = (),
     ) -> None:
         super().__init__(path, endpoint, methods=["POST"])
+        # Starlette wraps a route's endpoint in a second copy of the exception handling that
+        # ExceptionMiddleware already gives every route (and wraps ``send`` again for each streamed
+        # chunk); a hot route's errors go to that one handler table directly.
+        self.app = _endpoint_app(endpoint)
         self.body_model = body
         self.response_model = response
         self.tags = list(tags)
@@ -62,3 +67,11 @@ class HotRoute(Route):
                 "400": {"description": "Invalid request: an OpenAI error object"},
             },
         }
+
+
+def _endpoint_app(endpoint: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        response = await endpoint(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+    return app

@@ -95,17 +95,18 @@ class _Chunks:
     def usage(self, usage: Usage) -> bytes:
         return sse_event({**self.base, "choices": [], "usage": usage_dict(usage)})
 
-    def delta(self, event: Delta) -> list[bytes]:
-        out: list[bytes] = []
+    def delta(self, event: Delta) -> bytes:
+        """The event's chunks, in one write: its content (or tool calls), then its finish."""
+        out = b""
         if event.tool_calls:
             delta: dict[str, Any] = {"tool_calls": list(event.tool_calls)}
             if event.text:
                 delta["content"] = event.text
-            out.append(self.chunk(event.index, delta))
+            out = self.chunk(event.index, delta)
         elif event.text:
-            out.append(self.chunk(event.index, {"content": event.text}))
+            out = self.chunk(event.index, {"content": event.text})
         if event.finish_reason is not None:
-            out.append(self.chunk(event.index, {}, event.finish_reason))
+            out += self.chunk(event.index, {}, event.finish_reason)
         return out
 
 
@@ -119,7 +120,7 @@ async def chunk_events(stream: ChatStream, *, n: int, include_usage: bool) -> As
                 if include_usage:
                     yield chunks.usage(event)
                 continue
-            for encoded in chunks.delta(event):
+            if encoded := chunks.delta(event):
                 yield encoded
     except Exception as exc:  # after the first byte the status is sent: report in-band
         yield stream_error_event(exc)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 def masked_completion(completion: Completion, admitted: Pass | None) -> Completion:
-    if admitted is None or admitted.guardrails is None or not admitted.guardrails.masks_output:
+    if admitted is None or not masks_output(admitted):
         return completion
     choices = [
         Choice(c.index, admitted.mask(c.text), c.finish_reason, c.tool_calls) for c in completion.choices
@@ -20,15 +20,20 @@ def masked_completion(completion: Completion, admitted: Pass | None) -> Completi
     return Completion(choices=choices, usage=completion.usage)
 
 
-class StreamMaskers:
-    """One masker per choice, holding back what could still turn out to be PII."""
+def masks_output(admitted: Pass | None) -> bool:
+    return admitted is not None and admitted.guardrails is not None and admitted.guardrails.masks_output
 
-    def __init__(self, admitted: Pass | None) -> None:
+
+class StreamMaskers:
+    """One masker per choice, holding back what could still turn out to be PII. Only built for a
+    caller whose output is masked: the stream passes its events on untouched otherwise."""
+
+    def __init__(self, admitted: Pass) -> None:
         self._admitted = admitted
         self._by_choice: dict[int, OutputMasker] = {}
 
     def apply(self, event: StreamEvent) -> StreamEvent:
-        if self._admitted is None or not isinstance(event, Delta):
+        if not isinstance(event, Delta):
             return event
         masker = self._by_choice.get(event.index)
         if masker is None:

@@ -15,7 +15,7 @@ from llmserve.observability.metrics import Metrics
 from llmserve.observability.tracing import span
 from llmserve.routing.route_info import RouteInfo
 from llmserve.services.chat.call import CACHE_DEPLOYMENT, ChatCall, ChatStream, Outcome
-from llmserve.services.chat.masking import StreamMaskers
+from llmserve.services.chat.masking import StreamMaskers, masks_output
 from llmserve.services.chat.pipeline import Pipeline, release
 from llmserve.services.chat.prepare import admit
 from llmserve.services.chat.replay import replay
@@ -86,13 +86,15 @@ class _TokenTimer:
 async def _tracked(
     p: Pipeline, call: ChatCall, stream: ChatStream, events: AsyncIterator[StreamEvent]
 ) -> AsyncIterator[StreamEvent]:
-    maskers = StreamMaskers(call.admitted)
+    maskers = (
+        StreamMaskers(call.admitted) if call.admitted is not None and masks_output(call.admitted) else None
+    )
     timer = _TokenTimer(p.metrics if stream.cache_status == "miss" else None, stream.model, stream.started)
     try:
         async for event in events:
             stream.collected.feed(event)
             timer.observe(event)
-            yield maskers.apply(event)
+            yield event if maskers is None else maskers.apply(event)
     except BaseException:
         await _close(events)
         await release(call)

@@ -17,10 +17,13 @@ def service(provider: FakeProvider | None = None, *, cache: bool = True) -> tupl
 
 
 async def sse_payloads(events: AsyncIterator[bytes]) -> list[object]:
-    """Every event's JSON payload, and the literal "[DONE]"; asserts the SSE framing of each event."""
+    """Every event's JSON payload, and the literal "[DONE]"; asserts the SSE framing of each write
+    (whole events only, one or more per write)."""
     payloads: list[object] = []
-    async for event in events:
-        assert event.startswith(b"data: ") and event.endswith(b"\n\n"), event
-        data = event[len(b"data: ") : -2]
-        payloads.append("[DONE]" if data == b"[DONE]" else orjson.loads(data))
+    async for written in events:
+        assert written.startswith(b"data: ") and written.endswith(b"\n\n"), written
+        for event in written[:-2].split(b"\n\n"):
+            assert event.startswith(b"data: "), written
+            data = event[len(b"data: ") :]
+            payloads.append("[DONE]" if data == b"[DONE]" else orjson.loads(data))
     return payloads
