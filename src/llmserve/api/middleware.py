@@ -95,6 +95,8 @@ class JsonBodyMiddleware:
 
     The seed's own client posts ``data=json.dumps(...)`` with no Content-Type, and ``curl -d`` labels
     JSON as a form; FastAPI would reject both. This API takes no forms, so the label is corrected.
+    The scope is changed in place, not copied: the router marks the route it took on the scope, and
+    the metrics middleware outside reads that mark from the same dict.
     """
 
     _KEEP = (b"application/json", b"multipart/form-data")
@@ -107,5 +109,5 @@ class JsonBodyMiddleware:
             headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
             content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
             if not content_type.lower().startswith(self._KEEP):
-                scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+                scope["headers"] = [*headers, (b"content-type", b"application/json")]
         await self.app(scope, receive, send)
