@@ -4,20 +4,32 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from llmserve.api.auth import KeyServiceDep
+from llmserve.errors import Forbidden
 from llmserve.schemas.keys import KeyCreated, KeyCreateRequest, KeyList, KeyOut, KeyUpdateRequest
 from llmserve.services.keys import ApiKeyInfo
 
 router = APIRouter(prefix="/admin/keys", tags=["admin"])
 
 
+def _auth_on(keys: KeyServiceDep) -> None:
+    """Minting or changing a key over HTTP needs auth on: a key made while /admin is open to anyone
+    would stay valid (admin role included) once a master key is set."""
+    if not keys.enabled:
+        raise Forbidden(
+            "Keys cannot be created or changed over HTTP while authentication is off: set a master key "
+            "(LLMSERVE_MASTER_KEY), or run 'llmserve keys create' on the server's machine",
+            code="auth_disabled",
+        )
+
+
 def _out(key: ApiKeyInfo) -> KeyOut:
     return KeyOut.model_validate(asdict(key))
 
 
-@router.post("", response_model=KeyCreated, status_code=201)
+@router.post("", response_model=KeyCreated, status_code=201, dependencies=[Depends(_auth_on)])
 async def create_key(body: KeyCreateRequest, keys: KeyServiceDep) -> KeyCreated:
     """A new key. ``key`` is the secret: store it now, it is never shown again."""
     created = await keys.create(**body.model_dump())
@@ -35,7 +47,7 @@ async def get_key(key_id: str, keys: KeyServiceDep) -> KeyOut:
     return _out(await keys.get(key_id))
 
 
-@router.patch("/{key_id}", response_model=KeyOut)
+@router.patch("/{key_id}", response_model=KeyOut, dependencies=[Depends(_auth_on)])
 async def update_key(key_id: str, body: KeyUpdateRequest, keys: KeyServiceDep) -> KeyOut:
     """Change the fields sent (null clears an optional one); takes effect on the next request."""
     return _out(await keys.update(key_id, body.model_dump(exclude_unset=True)))
