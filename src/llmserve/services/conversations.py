@@ -1,4 +1,9 @@
-"""Server-side chat history: read a conversation, record each exchange as one unit of work."""
+"""Server-side chat history: read a conversation, record each exchange as one unit of work.
+
+Every conversation has an owner, the tenant that started it (``RequestContext.tenant``: the API key,
+or with authentication off a digest of the bearer token, or "anonymous"). Another tenant's
+conversation is "not found" for reading and for writing, exactly like a missing one.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from llmserve.errors import ConversationNotFound, InvalidRequest
+from llmserve.request_context import ANONYMOUS
 from llmserve.storage.db import Database
 from llmserve.storage.models import MessageRow
 from llmserve.storage.repositories import ConversationRepository, NewMessage, new_id
@@ -73,14 +79,27 @@ class ConversationService:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def history(self, conversation_id: str) -> list[Turn]:
+    async def history(self, conversation_id: str, *, owner: str = ANONYMOUS) -> list[Turn]:
         """The stored turns, oldest first, ready to prepend to a new prompt."""
-        rows = await self._load(conversation_id)
+        rows = await self._load(conversation_id, owner)
         return [Turn(role=row.role, content=row.content) for row in rows]
 
-    async def messages(self, conversation_id: str) -> list[StoredMessage]:
-        rows = await self._load(conversation_id)
+    async def messages(self, conversation_id: str, *, owner: str = ANONYMOUS) -> list[StoredMessage]:
+        rows = await self._load(conversation_id, owner)
         return [StoredMessage.from_row(row) for row in rows]
+
+    async def history_if_any(self, conversation_id: str, *, owner: str = ANONYMOUS) -> list[Turn] | None:
+        """The stored turns; None for an id nobody has used yet (a client may name a new conversation).
+        Another owner's conversation is not found (404), before anything is asked of a model."""
+        validate_conversation_id(conversation_id)
+        async with self._db.session(readonly=True) as session, session.begin():
+            repo = ConversationRepository(session)
+            row = await repo.get(conversation_id)
+            if row is None:
+                return None
+            if row.owner != owner:
+                raise _not_found(conversation_id)
+            return [Turn(role=m.role, content=m.content) for m in await repo.list_messages(conversation_id)]
 
     async def record_exchange(
         self,
@@ -93,6 +112,7 @@ class ConversationService:
         completion_tokens: int,
         create_if_missing: bool = True,
         reply_id: str | None = None,
+        owner: str = ANONYMOUS,
     ) -> tuple[str, str]:
         """Store the new turns and the assistant's reply atomically; return (conversation id, reply id).
 
@@ -116,18 +136,24 @@ class ConversationService:
         )
         async with self._db.session() as session, session.begin():
             repo = ConversationRepository(session)
-            if await repo.get(conversation_id) is None:
+            row = await repo.get(conversation_id)
+            if row is None:
                 if not create_if_missing:
                     raise _not_found(conversation_id)
-                await repo.create(conversation_id, model=model, title=_title_for(new_turns))
+                row = await repo.create(
+                    conversation_id, owner=owner, model=model, title=_title_for(new_turns)
+                )
+            if row.owner != owner:  # also when another tenant created the same id a moment ago
+                raise _not_found(conversation_id)
             await repo.append(conversation_id, batch)
         return conversation_id, reply_id
 
-    async def _load(self, conversation_id: str) -> list[MessageRow]:
+    async def _load(self, conversation_id: str, owner: str) -> list[MessageRow]:
         validate_conversation_id(conversation_id)
         # A read-only session: on SQLite it neither waits for nor blocks writers (WAL, deferred BEGIN).
         async with self._db.session(readonly=True) as session, session.begin():
             repo = ConversationRepository(session)
-            if await repo.get(conversation_id) is None:
+            row = await repo.get(conversation_id)
+            if row is None or row.owner != owner:
                 raise _not_found(conversation_id)
             return await repo.list_messages(conversation_id)

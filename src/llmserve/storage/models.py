@@ -126,6 +126,8 @@ class ConversationRow(Base):
     __tablename__ = "conversations"
 
     id: Mapped[str] = mapped_column(String(CONVERSATION_ID_LENGTH), primary_key=True)
+    # The tenant that started it (request_context.RequestContext.tenant): only it may read or extend it.
+    owner: Mapped[str] = mapped_column(String(NAME_LENGTH), default="anonymous", server_default="anonymous")
     title: Mapped[str | None] = mapped_column(String(255))
     model: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

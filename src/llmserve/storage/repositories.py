@@ -51,14 +51,23 @@ class ConversationRepository:
     async def get(self, conversation_id: str) -> ConversationRow | None:
         return await self._session.get(ConversationRow, conversation_id)
 
-    async def create(self, conversation_id: str, *, model: str | None, title: str | None) -> ConversationRow:
+    async def create(
+        self, conversation_id: str, *, owner: str, model: str | None, title: str | None
+    ) -> ConversationRow:
         """Create the conversation, or return the existing row if a concurrent transaction won the race.
 
         Two requests may start the same client-named conversation at once; a plain INSERT would fail
         one of them with a primary-key violation, so the insert skips on conflict instead.
         """
         now = utcnow()
-        values = {"id": conversation_id, "model": model, "title": title, "created_at": now, "updated_at": now}
+        values = {
+            "id": conversation_id,
+            "owner": owner,
+            "model": model,
+            "title": title,
+            "created_at": now,
+            "updated_at": now,
+        }
         dialect = self._session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         await self._session.execute(

@@ -25,7 +25,7 @@ async def _count(db: Database, model: type[ConversationRow] | type[MessageRow]) 
 async def test_append_numbers_messages_after_the_last_one(database: Database) -> None:
     async with database.session() as session, session.begin():
         repo = ConversationRepository(session)
-        await repo.create("c1", model="tiny", title="hello")
+        await repo.create("c1", owner="t1", model="tiny", title="hello")
         first = await repo.append("c1", [NewMessage("user", "hi"), NewMessage("assistant", "hello")])
     async with database.session() as session, session.begin():
         second = await ConversationRepository(session).append("c1", [NewMessage("user", "again")])
@@ -35,7 +35,7 @@ async def test_append_numbers_messages_after_the_last_one(database: Database) ->
 
 async def test_append_bumps_updated_at(database: Database) -> None:
     async with database.session() as session, session.begin():
-        created = await ConversationRepository(session).create("c1", model=None, title=None)
+        created = await ConversationRepository(session).create("c1", owner="t1", model=None, title=None)
     async with database.session() as session, session.begin():
         await ConversationRepository(session).append("c1", [NewMessage("user", "hi")])
     async with database.session(readonly=True) as session:
@@ -54,9 +54,9 @@ async def test_append_to_unknown_conversation_raises(database: Database) -> None
 
 async def test_create_twice_returns_the_existing_row(database: Database) -> None:
     async with database.session() as session, session.begin():
-        await ConversationRepository(session).create("c1", model="a", title="first")
+        await ConversationRepository(session).create("c1", owner="t1", model="a", title="first")
     async with database.session() as session, session.begin():
-        again = await ConversationRepository(session).create("c1", model="b", title="second")
+        again = await ConversationRepository(session).create("c1", owner="t1", model="b", title="second")
     assert (again.model, again.title) == ("a", "first")
     assert await _count(database, ConversationRow) == 1
 
@@ -64,7 +64,7 @@ async def test_create_twice_returns_the_existing_row(database: Database) -> None
 async def test_list_messages_limit_keeps_the_most_recent_oldest_first(database: Database) -> None:
     async with database.session() as session, session.begin():
         repo = ConversationRepository(session)
-        await repo.create("c1", model=None, title=None)
+        await repo.create("c1", owner="t1", model=None, title=None)
         await repo.append("c1", [NewMessage("user", f"m{i}") for i in range(5)])
     async with database.session(readonly=True) as session:
         repo = ConversationRepository(session)
@@ -76,7 +76,7 @@ async def test_failure_after_append_rolls_everything_back(database: Database) ->
     with pytest.raises(Boom):
         async with database.session() as session, session.begin():
             repo = ConversationRepository(session)
-            await repo.create("c1", model=None, title=None)
+            await repo.create("c1", owner="t1", model=None, title=None)
             await repo.append("c1", [NewMessage("user", "hi"), NewMessage("assistant", "hello")])
             raise Boom
     assert await _count(database, ConversationRow) == 0
@@ -86,7 +86,7 @@ async def test_failure_after_append_rolls_everything_back(database: Database) ->
 async def test_deleting_a_conversation_deletes_its_messages(database: Database) -> None:
     async with database.session() as session, session.begin():
         repo = ConversationRepository(session)
-        await repo.create("c1", model=None, title=None)
+        await repo.create("c1", owner="t1", model=None, title=None)
         await repo.append("c1", [NewMessage("user", "hi")])
     async with database.session() as session, session.begin():
         conversation = await session.get(ConversationRow, "c1")

@@ -38,8 +38,10 @@ async def post_message(
 async def get_messages(
     conversations: ConversationServiceDep,
     conversation_id: Annotated[str, Query(min_length=1, max_length=64)],
+    request: Request,
 ) -> StoredMessages:
-    stored = await conversations.messages(conversation_id)
+    """The stored messages of one of the caller's conversations (another key's: 404)."""
+    stored = await conversations.messages(conversation_id, owner=convert.request_context(request).tenant)
     return StoredMessages(
         conversation_id=conversation_id,
         messages=[StoredMessageOut.model_validate(m, from_attributes=True) for m in stored],

@@ -12,10 +12,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llmserve.errors import ConversationNotFound
 from llmserve.observability.context import current_model
 from llmserve.observability.tracing import current_span, operation_name, request_attributes, span
-from llmserve.request_context import RequestContext
+from llmserve.request_context import ANONYMOUS, RequestContext
 from llmserve.services.accounting import CacheLookup
 from llmserve.services.chat.call import ChatCall
 from llmserve.services.chat.pipeline import Pipeline, logger, release
@@ -40,7 +39,7 @@ class ChatAsk:
 async def prepare_chat(p: Pipeline, ask: ChatAsk, ctx: RequestContext | None, *, stream: bool) -> ChatCall:
     ctx = ctx or RequestContext()
     context, new_turns = await history_context(
-        p.conversations, ask.conversation_id, ask.inline_history, ask.messages
+        p.conversations, ask.conversation_id, ask.inline_history, ask.messages, ctx.tenant
     )
     conversation_id = ask.conversation_id
     if stream and ask.store and conversation_id is None:
@@ -84,19 +83,19 @@ async def history_context(
     conversation_id: str | None,
     inline_history: Sequence[ChatMessage],
     messages: Sequence[ChatMessage],
+    owner: str = ANONYMOUS,
 ) -> tuple[list[ChatMessage], list[ChatMessage]]:
     """The model's context and the turns to store.
 
     A stored conversation is the history and the body's inline history is ignored, so seed clients
     that echo back the returned history alongside a conversation_id get no duplicates. A new
     conversation (no id, or a client-chosen id not seen before) starts from the inline history.
+    Another owner's conversation is not found (404) here, before admission or any model call.
     """
     stored: list[ChatMessage] = []
     if conversation_id is not None:
-        try:
-            stored = [ChatMessage(t.role, t.content) for t in await conversations.history(conversation_id)]
-        except ConversationNotFound:
-            stored = []
+        turns = await conversations.history_if_any(conversation_id, owner=owner)
+        stored = [ChatMessage(t.role, t.content) for t in turns or ()]
     if stored:
         return [*stored, *messages], list(messages)
     return [*inline_history, *messages], [*inline_history, *messages]

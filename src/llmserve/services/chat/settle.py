@@ -79,5 +79,6 @@ async def _store_exchange(p: Pipeline, call: ChatCall, outcome: Outcome, message
         prompt_tokens=outcome.usage.prompt_tokens,
         completion_tokens=outcome.usage.completion_tokens,
         reply_id=message_id,
+        owner=call.ctx.tenant,
     )
     return conversation_id

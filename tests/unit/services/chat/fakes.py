@@ -41,8 +41,11 @@ class FakeConversations(ConversationService):
         self.stored: dict[str, list[Turn]] = stored or {}
         self.replies: list[tuple[str, str, str]] = []  # (conversation id, reply, reply id)
 
-    async def history(self, conversation_id: str) -> list[Turn]:
+    async def history(self, conversation_id: str, *, owner: str = "anonymous") -> list[Turn]:
         return list(self.stored.get(conversation_id, []))
+
+    async def history_if_any(self, conversation_id: str, *, owner: str = "anonymous") -> list[Turn] | None:
+        return list(self.stored[conversation_id]) if conversation_id in self.stored else None
 
     async def record_exchange(
         self,
@@ -55,6 +58,7 @@ class FakeConversations(ConversationService):
         completion_tokens: int,
         create_if_missing: bool = True,
         reply_id: str | None = None,
+        owner: str = "anonymous",
     ) -> tuple[str, str]:
         self.log.append("history")
         conversation_id = conversation_id or uuid.uuid4().hex
