@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.api.test_auth import AS_MASTER, assert_error, create_key, secured
+from tests.api.test_auth import AS_MASTER, assert_error, bearer, create_key, secured
 
 __all__ = ["secured"]  # the fixture, shared with test_auth.py
 
@@ -30,3 +30,40 @@ def test_auth_off_refuses_to_change_a_key(client: TestClient) -> None:
 def test_auth_on_still_mints_keys_with_the_master_key(secured: TestClient) -> None:
     assert create_key(secured, role="admin")["role"] == "admin"
     assert secured.get("/admin/keys", headers=AS_MASTER).status_code == 200
+
+
+# --- the docs behind a key ----------------------------------------------------------------------
+
+DOCS = ("/docs", "/redoc", "/openapi.json")
+
+
+def test_auth_on_the_docs_need_a_key(secured: TestClient) -> None:
+    for path in DOCS:
+        response = secured.get(path)
+        assert_error(response, 401, "authentication_error", "missing_api_key")
+        assert response.headers["www-authenticate"].startswith("Bearer"), path
+        assert_error(secured.get(path, headers=bearer("sk-llm-wrong")), 401, "authentication_error")
+        assert secured.get(path, headers=AS_MASTER).status_code == 200, path
+    key = create_key(secured, role="user")["key"]
+    for path in DOCS:
+        assert secured.get(path, headers={"x-api-key": key}).status_code == 200, path
+    assert secured.get("/openapi.json", headers=bearer(key)).json()["paths"]
+
+
+def test_auth_on_the_html_docs_take_the_key_in_the_query_and_carry_the_schema(secured: TestClient) -> None:
+    key = create_key(secured, role="user")["key"]
+    for path in ("/docs", "/redoc"):
+        page = secured.get(path, params={"api_key": key})
+        assert page.status_code == 200, path
+        assert page.headers["content-type"].startswith("text/html")
+        assert '"/v1/chat/completions"' in page.text, "the schema is inline: the page cannot fetch it"
+        assert key not in page.text
+        assert_error(secured.get(path, params={"api_key": "sk-llm-wrong"}), 401, "authentication_error")
+    # The JSON document is not a page a browser opens: the query key is not accepted there.
+    assert_error(secured.get("/openapi.json", params={"api_key": key}), 401, "authentication_error")
+
+
+def test_auth_off_the_docs_stay_open(client: TestClient) -> None:
+    for path in DOCS:
+        assert client.get(path).status_code == 200, path
+    assert client.get("/openapi.json").json()["paths"]

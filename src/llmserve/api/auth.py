@@ -2,8 +2,9 @@
 
 ``create_app`` attaches ``authenticate`` to every API router and ``require_admin`` to the /admin
 routers. Authentication is on when a master key is configured; then a key comes as
-``Authorization: Bearer <key>`` or ``x-api-key: <key>`` (a WebSocket may also pass ``?api_key=``,
-because browsers cannot set headers on one). With authentication off every caller is
+``Authorization: Bearer <key>`` or ``x-api-key: <key>`` (a WebSocket, ``GET /chat/stream`` and the
+HTML docs pages /docs and /redoc may also pass ``?api_key=``, because browsers cannot set headers on
+them; /openapi.json may not). With authentication off every caller is
 ``ANONYMOUS_PRINCIPAL`` and /admin is open, as on a loopback-only development server.
 """
 
@@ -22,7 +23,8 @@ from llmserve.services.keys import KeyService
 # RFC 9110: a 401 says which scheme would work.
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="llmserve"'}
 WEBSOCKET_KEY_PARAM = "api_key"
-QUERY_KEY_PATHS = frozenset({"/chat/stream"})  # GET, for EventSource
+# GET, for clients that cannot send headers: a browser EventSource, a browser opening the docs pages.
+QUERY_KEY_PATHS = frozenset({"/chat/stream", "/docs", "/redoc"})
 
 
 def presented_key(connection: HTTPConnection) -> str | None:
@@ -34,8 +36,9 @@ def presented_key(connection: HTTPConnection) -> str | None:
     if api_key := connection.headers.get("x-api-key", "").strip():
         return api_key
     if connection.scope["type"] == "websocket" or connection.url.path in QUERY_KEY_PATHS:
-        # Only for clients that cannot send headers: WebSockets and a browser EventSource (GET
-        # /chat/stream). Query strings reach access logs, so logging redacts ?api_key= values.
+        # Only for clients that cannot send headers: WebSockets, a browser EventSource (GET
+        # /chat/stream) and a browser opening /docs or /redoc. Query strings reach access logs, so
+        # logging redacts ?api_key= values.
         return connection.query_params.get(WEBSOCKET_KEY_PARAM) or None
     return None
 
