@@ -172,3 +172,29 @@ async def test_title_is_first_80_chars_of_first_user_turn(database: Database) ->
     assert row is not None
     assert row.title == "x" * 80
     assert row.model == "tiny"
+
+
+async def test_a_conversation_is_its_owners_alone(database: Database) -> None:
+    service = ConversationService(database)
+    conversation_id, _ = await service.record_exchange(
+        None, [Turn("user", "secret")], "ok", model="m", prompt_tokens=1, completion_tokens=1, owner="key:a"
+    )
+    assert [t.content for t in await service.history(conversation_id, owner="key:a")] == ["secret", "ok"]
+    for read in (service.history, service.messages, service.history_if_any):
+        with pytest.raises(ConversationNotFound):
+            await read(conversation_id, owner="key:b")
+    with pytest.raises(ConversationNotFound):
+        await service.record_exchange(
+            conversation_id,
+            [Turn("user", "mine now")],
+            "x",
+            model="m",
+            prompt_tokens=1,
+            completion_tokens=1,
+            owner="key:b",
+        )
+    assert len(await service.messages(conversation_id, owner="key:a")) == 2  # nothing appended
+
+
+async def test_an_id_nobody_used_is_free_to_start(database: Database) -> None:
+    assert await ConversationService(database).history_if_any("fresh-id", owner="key:a") is None
