@@ -26,8 +26,11 @@ from llmserve.observability.context import request_id_var
 
 LogFormat = Literal["text", "json"]
 
-# ?api_key=<secret> (WebSocket and EventSource clients) must never reach a log line.
-_QUERY_KEY = re.compile(r"(api_key=)[^&\s\"']+")
+# Query parameters whose values never reach a log line: ?api_key= (WebSocket and EventSource clients'
+# key), and what EventSource clients put in the URL for lack of a body: the prompt and the
+# conversation id (a capability: whoever holds it and the key reads the history).
+_PRIVATE_QUERY = ("api_key=", "conversation_id=", "prompt=")
+_QUERY_KEY = re.compile(r"((?<![A-Za-z0-9_])(?:api_key|conversation_id|prompt)=)[^&\s\"']+")
 # A whole llmserve secret (sk-llm- + 43 urlsafe characters); the 12-character shown prefix stays.
 _SECRET = re.compile(r"(sk-llm-)[A-Za-z0-9_-]{20,}")
 # What every LogRecord has (plus what Formatter.format adds): anything else came in through ``extra``.
@@ -41,8 +44,9 @@ _ACCESS_ARGS = 5  # uvicorn's access line: client, method, path, HTTP version, s
 
 
 def redact(text: str) -> str:
-    """``text`` with API keys (in query strings, or whole llmserve secrets) replaced by a marker."""
-    if "api_key=" in text:
+    """``text`` with API keys (in query strings, or whole llmserve secrets), and prompts and conversation
+    ids in query strings, replaced by a marker."""
+    if any(name in text for name in _PRIVATE_QUERY):
         text = _QUERY_KEY.sub(r"\1[redacted]", text)
     if "sk-llm-" in text:
         text = _SECRET.sub(r"\1[redacted]", text)

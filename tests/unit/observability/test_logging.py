@@ -259,6 +259,23 @@ def test_api_keys_in_query_strings_never_reach_a_json_line(json_logs: Captured) 
     assert other["url"] == "sk-llm-[redacted]"
 
 
+def test_prompts_and_conversation_ids_in_query_strings_never_reach_the_access_log(
+    json_logs: Captured,
+) -> None:
+    # EventSource clients put the prompt in the URL; a conversation id is a capability to its history.
+    for path in (
+        "/chat/stream?prompt=my%20card%204111&max_tokens=5",
+        "/chat/get/messages/?conversation_id=c-42",
+    ):
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", path, "1.1", 200
+        )
+    stream, messages = json_logs.lines()
+    assert stream["path"] == "/chat/stream?prompt=[redacted]&max_tokens=5"
+    assert messages["path"] == "/chat/get/messages/?conversation_id=[redacted]"
+    assert "4111" not in json_logs.text() and "c-42" not in json_logs.text()
+
+
 def test_uvicorns_coloured_copy_of_a_message_is_left_out(json_logs: Captured) -> None:
     logging.getLogger("uvicorn.error").info(
         "Started server process [%d]",
