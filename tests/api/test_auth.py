@@ -15,7 +15,7 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
 from starlette.requests import Request
-from starlette.websockets import WebSocketDisconnect
+from starlette.testclient import WebSocketDenialResponse
 
 from llmserve.api.auth import authenticate, principal_of
 from llmserve.app import create_app
@@ -280,10 +280,11 @@ def test_the_openai_sdk_works_with_a_created_key(secured: TestClient) -> None:
 
 
 def test_the_websocket_needs_a_key_too(secured: TestClient) -> None:
-    with pytest.raises(WebSocketDisconnect) as refused, secured.websocket_connect("/chat/ws") as ws:
+    # The handshake is refused with an HTTP 401 (tests/api/test_hardening_auth.py checks its body).
+    with pytest.raises(WebSocketDenialResponse) as refused, secured.websocket_connect("/chat/ws") as ws:
         ws.send_text('{"prompt": "Hi", "max_tokens": 4}')
         ws.receive_json()
-    assert refused.value.code == 1008
+    assert refused.value.status_code == 401
     key = create_key(secured)["key"]
     for path, headers in [(f"/chat/ws?api_key={key}", {}), ("/chat/ws", {"x-api-key": key})]:
         with secured.websocket_connect(path, headers=headers) as ws:

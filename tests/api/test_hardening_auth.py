@@ -5,8 +5,19 @@
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
+import asyncio
+from types import SimpleNamespace
 
+import pytest
+from fastapi import WebSocketException
+from fastapi.testclient import TestClient
+from starlette.requests import HTTPConnection
+from starlette.testclient import WebSocketDenialResponse
+
+from llmserve.api.auth import authenticate
+from llmserve.config import load_settings
+from llmserve.services.keys import KeyService
+from llmserve.storage.db import Database
 from tests.api.test_auth import AS_MASTER, assert_error, bearer, create_key, secured
 
 __all__ = ["secured"]  # the fixture, shared with test_auth.py
@@ -67,3 +78,41 @@ def test_auth_off_the_docs_stay_open(client: TestClient) -> None:
     for path in DOCS:
         assert client.get(path).status_code == 200, path
     assert client.get("/openapi.json").json()["paths"]
+
+
+# --- the WebSocket handshake --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "code"),
+    [
+        ("/chat/ws", {}, "missing_api_key"),
+        ("/chat/ws?api_key=sk-llm-wrong", {}, "invalid_api_key"),
+        ("/chat/ws", {"x-api-key": "sk-llm-wrong"}, "invalid_api_key"),
+    ],
+)
+def test_auth_on_a_websocket_without_a_valid_key_gets_an_http_401(
+    secured: TestClient, path: str, headers: dict[str, str], code: str
+) -> None:
+    with pytest.raises(WebSocketDenialResponse) as refused, secured.websocket_connect(path, headers=headers):
+        pass
+    response = refused.value
+    assert_error(response, 401, "authentication_error", code)
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.headers["content-type"].startswith("application/json")
+
+
+def test_a_server_without_the_denial_extension_still_closes_with_1008() -> None:
+    settings = load_settings(master_key="master-key-for-denial-fallback-0123456789")
+    keys = KeyService(Database("sqlite+aiosqlite://"), settings)
+
+    class _Services:
+        pass
+
+    services = _Services()
+    services.keys = keys  # type: ignore[attr-defined]
+    app = SimpleNamespace(state=SimpleNamespace(services=services))
+    scope = {"type": "websocket", "path": "/chat/ws", "query_string": b"", "headers": [], "app": app}
+    with pytest.raises(WebSocketException) as closed:
+        asyncio.run(authenticate(HTTPConnection(scope)))
+    assert closed.value.code == 1008

@@ -23,6 +23,7 @@ from llmserve.services.keys import KeyService
 # RFC 9110: a 401 says which scheme would work.
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="llmserve"'}
 WEBSOCKET_KEY_PARAM = "api_key"
+DENIAL_EXTENSION = "websocket.http.response"  # ASGI: a handshake answered with an HTTP response
 # GET, for clients that cannot send headers: a browser EventSource, a browser opening the docs pages.
 QUERY_KEY_PATHS = frozenset({"/chat/stream", "/docs", "/redoc"})
 
@@ -75,14 +76,18 @@ async def _principal(connection: HTTPConnection) -> Principal:
 async def authenticate(connection: HTTPConnection) -> Principal:
     """The caller's Principal, also kept on ``request.state.principal``; 401 without a valid key.
 
-    A WebSocket that fails is closed with 1008 (policy violation) before it is accepted.
+    A WebSocket handshake that fails gets the same HTTP 401 (OpenAI error body, ``WWW-Authenticate``)
+    as a denial response, where the server supports that ASGI extension (uvicorn does); elsewhere it
+    is closed with 1008 (policy violation) before it is accepted.
     """
     try:
         principal = await _principal(connection)
     except Unauthorized as exc:
-        if connection.scope["type"] == "websocket":
+        if connection.scope["type"] == "websocket" and DENIAL_EXTENSION not in connection.scope.get(
+            "extensions", {}
+        ):
             raise WebSocketException(status.WS_1008_POLICY_VIOLATION, reason=exc.message) from exc
-        raise
+        raise  # api/errors.py answers it; starlette sends a Response to a WebSocket as the denial
     connection.state.principal = principal
     return principal
 
