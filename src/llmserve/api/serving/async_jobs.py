@@ -9,10 +9,14 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
+from llmserve.api.deps import services_of
 from llmserve.api.errors import describe_validation
 from llmserve.api.serving.convert import request_context
 from llmserve.api.serving.replies import JsonReply
 from llmserve.errors import InvalidRequest
+from llmserve.principal import Principal
+from llmserve.services.keys import ensure_model_allowed
+from llmserve.services.models import AUTO_MODEL
 
 if TYPE_CHECKING:
     from llmserve.jobs.wiring import Jobs
@@ -36,6 +40,7 @@ async def submit(
     if getattr(parsed, "stream", False):
         raise InvalidRequest("An async job cannot stream; poll GET /v1/jobs/{id} instead", param="stream")
     ctx = request_context(request)
+    _ensure_model_allowed(request, ctx.principal, getattr(parsed, "model", None))
     job = await jobs.async_jobs.submit(
         owner=ctx.tenant,
         key_id=ctx.principal.key_id,
@@ -45,3 +50,14 @@ async def submit(
         priority=getattr(parsed, "priority", None),
     )
     return JsonReply({**job, "job_id": job["id"]}, {"location": f"/v1/jobs/{job['id']}"}, status=202)
+
+
+def _ensure_model_allowed(request: Request, principal: Principal, model: object) -> None:
+    """403 at submit, as the synchronous endpoint answers, for a group the key may not use. ``auto``
+    picks its group from the prompt when the job runs; that choice is checked then."""
+    if principal.models is None:
+        return
+    registry = services_of(request).registry
+    name = model if isinstance(model, str) and model else registry.default_model
+    if name != AUTO_MODEL or any(group.name == name for group in registry.groups()):
+        ensure_model_allowed(principal, name)
