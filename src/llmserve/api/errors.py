@@ -10,7 +10,7 @@ import logging
 import math
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
@@ -32,6 +32,19 @@ _STATUS_TYPES = {
     429: "rate_limit_error",
     503: "service_unavailable",
 }
+
+
+class BodyRejected(HTTPException):
+    """A 400 raised while a request body is read (in a middleware's ``receive``).
+
+    FastAPI's body parsing re-raises only ``HTTPException`` (anything else becomes its generic
+    "error parsing the body"), so this one carries the OpenAI ``param`` and ``code`` itself.
+    """
+
+    def __init__(self, message: str, *, param: str | None, code: str) -> None:
+        super().__init__(status_code=400, detail=message)
+        self.param = param
+        self.code = code
 
 
 def error_response(
@@ -101,6 +114,8 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, BodyRejected):
+        return error_response(400, str(exc.detail), param=exc.param, code=exc.code)
     code = "request_too_large" if exc.status_code == 413 else None
     return error_response(exc.status_code, str(exc.detail), code=code)
 

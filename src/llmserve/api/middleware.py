@@ -1,17 +1,25 @@
-"""Small pure-ASGI middleware: request ids and the request-body size limit."""
+"""Small pure-ASGI middleware: request ids, the request-body size limit, and JSON bodies."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmserve.api.errors import BodyRejected
 from llmserve.errors import error_body
 from llmserve.observability.context import received_at_var, request_id_var
+
+# JSON escapes of text no route can keep: NUL (PostgreSQL's text columns refuse it) and the UTF-16
+# surrogate range (text only in pairs; a lone one is not Unicode and cannot be encoded as UTF-8).
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 
 
 class RequestIdMiddleware:
@@ -82,16 +90,13 @@ class BodySizeLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
     async def _reject(self, send: Send, limit: int) -> None:
-        body = orjson.dumps(
-            error_body(self.message(limit), "invalid_request_error", code="request_too_large")
-        )
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        payload = error_body(self.message(limit), "invalid_request_error", code="request_too_large")
+        await _send_error(send, 413, payload)
 
 
 class JsonBodyMiddleware:
-    """Reads request bodies as JSON unless they are multipart uploads.
+    """Reads request bodies as JSON unless they are multipart uploads, and refuses text no route
+    can keep (a NUL character, a lone surrogate) with a 400 before any route acts on it.
 
     The seed's own client posts ``data=json.dumps(...)`` with no Content-Type, and ``curl -d`` labels
     JSON as a form; FastAPI would reject both. This API takes no forms, so the label is corrected.
@@ -99,15 +104,91 @@ class JsonBodyMiddleware:
     the metrics middleware outside reads that mark from the same dict.
     """
 
-    _KEEP = (b"application/json", b"multipart/form-data")
+    _MULTIPART = b"multipart/form-data"
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
-            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if b"%00" in scope["query_string"] or "\x00" in scope["path"]:
+            message = "The URL may not contain a NUL character (%00)"
+            await _send_error(send, 400, error_body(message, "invalid_request_error", code="invalid_text"))
+            return
+        if scope["method"] in ("POST", "PUT", "PATCH"):
             content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
-            if not content_type.lower().startswith(self._KEEP):
-                scope["headers"] = [*headers, (b"content-type", b"application/json")]
+            if not content_type.lower().startswith(self._MULTIPART):
+                receive = _text_checked(receive)
+                if not content_type.lower().startswith(b"application/json"):
+                    headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+                    scope["headers"] = [*headers, (b"content-type", b"application/json")]
         await self.app(scope, receive, send)
+
+
+def _text_checked(receive: Receive) -> Receive:
+    """``receive`` that checks the whole body once its last chunk is in (an escape may straddle two)."""
+    chunks: list[bytes] = []
+
+    async def checked_receive() -> Message:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                refuse_unstorable_text(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                chunks.clear()
+        return message
+
+    return checked_receive
+
+
+def refuse_unstorable_text(body: bytes) -> None:
+    """400 (``BodyRejected``) for a JSON body with a NUL character or a lone surrogate in a string.
+
+    A body without such an escape costs one C-speed scan; only a suspect one is parsed and walked,
+    to name the field. A body that is not JSON passes: the route's parser words that error.
+    """
+    if b"\\u" not in body or not _SUSPECT_ESCAPE.search(body):
+        return
+    try:
+        found = _unstorable(json.loads(body), ())
+    except ValueError:  # not JSON (json.JSONDecodeError, UnicodeDecodeError)
+        return
+    except RecursionError:
+        found = (None, "a NUL character or a lone surrogate")
+    if found is not None:
+        param, problem = found
+        message = f"Text may not contain {problem}"
+        message = f"Invalid value for '{param}': {message}" if param else message
+        raise BodyRejected(message, param=param, code="invalid_text")
+
+
+def _unstorable(value: Any, path: tuple[str, ...]) -> tuple[str | None, str] | None:
+    if isinstance(value, str):
+        problem = _text_problem(value)
+        return (".".join(path) or None, problem) if problem else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        problem = _text_problem(key) if isinstance(key, str) else None
+        found = (".".join((*path, str(key))), problem) if problem else _unstorable(item, (*path, str(key)))
+        if found is not None:
+            return found
+    return None
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "a NUL character (\\u0000)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone UTF-16 surrogate (it is not valid Unicode)"
+    return None
+
+
+async def _send_error(send: Send, status: int, payload: dict[str, Any]) -> None:
+    body = orjson.dumps(payload)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
