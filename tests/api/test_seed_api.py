@@ -67,7 +67,9 @@ def test_stream_post_emits_seed_events_then_done(client: TestClient) -> None:
         events = sse_events(response.read().decode())
     assert events[-1] == "[DONE]" and len(events) > 2
     pieces = [json.loads(e) for e in events[:-1]]
-    assert all(set(p) == {"text", "message_id"} for p in pieces)
+    # The seed's shape, plus the stored conversation's id (a browser EventSource cannot read headers).
+    assert all(set(p) == {"text", "message_id", "conversation_id"} for p in pieces)
+    assert {p["conversation_id"] for p in pieces} == {response.headers["x-llmserve-conversation-id"]}
     assert len({p["message_id"] for p in pieces}) == 1 and HEX32.match(pieces[0]["message_id"])
     whole = client.post("/chat/stream", json={"prompt": "Hello!", "temperature": 0, "stream": False})
     single = [json.loads(e) for e in sse_events(whole.text)[:-1]]

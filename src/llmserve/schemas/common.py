@@ -8,5 +8,6 @@ from pydantic import BaseModel, Field
 
 
 class SeedTurn(BaseModel):
-    role: Literal["system", "user", "assistant"]
+    # "tool": a stored conversation may hold tool results (sent through /v1/chat/completions).
+    role: Literal["system", "user", "assistant", "tool"]
     content: str = Field(max_length=1_000_000)

@@ -64,16 +64,21 @@ async def text_stream(
 
 
 async def text_events(stream: ChatStream, *, incremental: bool) -> AsyncIterator[bytes]:
-    """``data: {"text", "message_id"}`` per piece, or one event with the whole text."""
+    """``data: {"text", "message_id"}`` per piece, or one event with the whole text. A stored stream's
+    events also carry ``conversation_id``: a browser ``EventSource`` cannot read the response headers,
+    and needs the id to continue the conversation."""
+    ids = {"message_id": stream.message_id}
+    if stream.conversation_id is not None:
+        ids["conversation_id"] = stream.conversation_id
     parts: list[str] = []
     try:
         async for text in _texts(stream):
             if incremental:
-                yield sse_event({"text": text, "message_id": stream.message_id})
+                yield sse_event({"text": text, **ids})
             else:
                 parts.append(text)
         if not incremental:
-            yield sse_event({"text": "".join(parts), "message_id": stream.message_id})
+            yield sse_event({"text": "".join(parts), **ids})
     except Exception as exc:  # after the first byte the status is sent: report in-band
         yield stream_error_event(exc)
     yield DONE
