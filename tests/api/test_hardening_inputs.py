@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.api.conftest import sse_events
 from tests.api.test_hot_routes import requests_counted
 
 JSON = {"content-type": "application/json"}
@@ -75,3 +76,24 @@ def test_a_nul_in_the_query_string_is_a_400(client: TestClient) -> None:
     response = client.get("/chat/get/messages/?conversation_id=a%00b")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_text"
+
+
+@pytest.mark.parametrize("prompt", ["", [""]])
+def test_an_empty_prompt_is_completed_from_the_start_token_as_openai_does(
+    client: TestClient, prompt: str | list[str]
+) -> None:
+    response = client.post("/v1/completions", json={"prompt": prompt, "max_tokens": 3, "temperature": 0})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["choices"]) == 1 and isinstance(body["choices"][0]["text"], str)
+    assert body["usage"]["prompt_tokens"] == 1  # the start token, as OpenAI counts it
+    assert body["usage"]["completion_tokens"] >= 1
+
+
+def test_an_empty_prompt_streams_too(client: TestClient) -> None:
+    body = {"prompt": "", "max_tokens": 3, "stream": True}
+    response = client.post("/v1/completions", json=body)
+    assert response.status_code == 200
+    events = sse_events(response.text)
+    assert events[-1] == "[DONE]"
+    assert all('"error"' not in event for event in events)

@@ -39,7 +39,17 @@ def render_prompt_ids(loaded: LoadedModel, request: GenerationInput) -> list[int
                 ids = ids["input_ids"]
             return [int(token) for token in ids]
         return list(tokenizer(_plain_chat_prompt(messages))["input_ids"])
-    return list(tokenizer(request.prompt)["input_ids"])
+    return list(tokenizer(request.prompt)["input_ids"]) or _start_ids(tokenizer)
+
+
+def _start_ids(tokenizer: Any) -> list[int]:
+    """What an empty completion prompt generates from, as OpenAI does: the start-of-text token, or the
+    end-of-text one for tokenizers that have none (GPT-2's ``<|endoftext|>`` is both). A model cannot
+    run on zero tokens."""
+    for token_id in (getattr(tokenizer, "bos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+        if token_id is not None:
+            return [int(token_id)]
+    raise InvalidRequest("The prompt is empty and this model has no start token", param="prompt")
 
 
 class LocalProvider:
