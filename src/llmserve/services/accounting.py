@@ -107,12 +107,15 @@ class Accounting:
         for provider in self._owned:
             await provider.close()
 
-    async def fit(self, group: str, request: GenerationInput) -> GenerationInput:
+    async def fit(
+        self, group: str, request: GenerationInput, *, stored_history: bool = False
+    ) -> tuple[GenerationInput, int]:
         """History longer than the group's context: keep the system prompt and the latest turns
-        (``context_strategy: truncate_oldest``), or leave it for the provider's 400 (``error``)."""
+        (``context_strategy: truncate_oldest``, and always for a stored conversation), or leave it
+        for the provider's 400 (``error``). Also returns how many messages were dropped."""
         if not isinstance(request, ChatInput):
-            return request
-        return await self.registry.fit_context(group, request)
+            return request, 0
+        return await self.registry.fit_context(group, request, stored_history=stored_history)
 
     def cache_request(self, group: str, request: GenerationInput, ctx: RequestContext) -> CacheRequest | None:
         """The request as the cache sees it, built once per call (None: no cache on this server)."""

@@ -137,18 +137,22 @@ class ModelRegistry:
                     return deployment.config
         return None
 
-    async def fit_context(self, group: str, request: ChatInput) -> ChatInput:
-        """Drops the oldest turns when the history does not fit (``context_strategy: truncate_oldest``).
+    async def fit_context(
+        self, group: str, request: ChatInput, *, stored_history: bool = False
+    ) -> tuple[ChatInput, int]:
+        """Drops the oldest turns when the history does not fit (``context_strategy: truncate_oldest``,
+        and always for a stored conversation's history, which would otherwise stop working for good
+        once it outgrew the window); returns the request and how many messages were dropped.
 
         The tightest window among the group's truncating deployments decides, since any of them may
         answer; a remote deployment without ``context_window`` has no known window and is skipped.
         """
         from llmserve.services.context import completion_reserve, fit_messages
 
-        fitted = request
+        fitted, dropped = request, 0
         for deployment in self.router.deployments(group):
             config = deployment.config
-            if config.context_strategy != "truncate_oldest":
+            if config.context_strategy != "truncate_oldest" and not stored_history:
                 continue
             window = config.context_window
             if window is None and isinstance(deployment.provider, LocallyManaged):
@@ -166,9 +170,9 @@ class ModelRegistry:
                 window,
                 clamp=request.options.clamp_max_tokens,
             )
-            messages, _ = await fit_messages(fitted.messages, count, window, reserve, config.context_strategy)
-            fitted = ChatInput(tuple(messages), request.options)
-        return fitted
+            messages, cut = await fit_messages(fitted.messages, count, window, reserve, "truncate_oldest")
+            fitted, dropped = ChatInput(tuple(messages), request.options), dropped + cut
+        return fitted, dropped
 
     async def embed(self, group: str, texts: Sequence[str]) -> list[list[float]]:
         """Embeddings from the first deployment of the group whose breaker lets the call through."""

@@ -32,7 +32,7 @@ async def answer(p: Pipeline, call: ChatCall) -> ChatResult:
     message_id = uuid.uuid4().hex
     outcome = Outcome(route, completion.usage, completion, status, _first_text(completion))
     settled = await settle(p, call, outcome, message_id)
-    headers = dict(call.admitted.headers) if call.admitted is not None else {}
+    headers = call.headers()
     # What this answer cost (a cache hit costs 0): clients such as `llmserve batch run` sum it.
     headers[COST_HEADER] = f"{settled.bill.cost:f}"
     p.observe_overhead(route, call.started)

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 CACHE_DEPLOYMENT = "cache"
 COST_HEADER = "x-llmserve-cost-usd"
+# How many of a stored conversation's oldest messages were left out to fit the model's context.
+HISTORY_DROPPED_HEADER = "x-llmserve-history-dropped"
 
 
 @dataclass
@@ -39,6 +41,14 @@ class ChatCall:
     persist: bool = False  # store the exchange in the conversation history
     admitted: Pass | None = None
     cache_request: CacheRequest | None = None  # built once, after admission: lookup and store share it
+    history_dropped: int = 0  # oldest stored messages left out so the conversation fits the context
+
+    def headers(self) -> dict[str, str]:
+        """What the answer's headers say of this call: the caller's limits, a shortened history."""
+        headers = dict(self.admitted.headers) if self.admitted is not None else {}
+        if self.history_dropped:
+            headers[HISTORY_DROPPED_HEADER] = str(self.history_dropped)
+        return headers
 
     def masked(self, text: str) -> str:
         """Text as it leaves llmserve: through the output guardrails where the caller has them."""

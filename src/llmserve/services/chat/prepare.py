@@ -41,13 +41,14 @@ async def prepare_chat(p: Pipeline, ask: ChatAsk, ctx: RequestContext | None, *,
     context, new_turns = await history_context(
         p.conversations, ask.conversation_id, ask.inline_history, ask.messages, ctx.tenant
     )
+    stored_history = len(context) > len(new_turns)
     conversation_id = ask.conversation_id
     if stream and ask.store and conversation_id is None:
         conversation_id = uuid.uuid4().hex  # a stream's headers name it before anything is stored
     request = ChatInput(tuple(context), ask.options)
     group = p.registry.route_group(ask.model, request, ask.requirements)
     current_model.set(group)
-    fitted = await p.accounting.fit(group, request)
+    fitted, dropped = await p.accounting.fit(group, request, stored_history=stored_history)
     return ChatCall(
         ctx,
         ctx.received_at or time.perf_counter(),
@@ -58,6 +59,7 @@ async def prepare_chat(p: Pipeline, ask: ChatAsk, ctx: RequestContext | None, *,
         new_turns=new_turns,
         conversation_id=conversation_id,
         persist=ask.store or ask.conversation_id is not None,
+        history_dropped=dropped,
     )
 
 

@@ -47,7 +47,7 @@ async def open_stream(p: Pipeline, call: ChatCall) -> ChatStream:
         call.started,
         status,
         hit.similarity if hit is not None else None,
-        headers=call.admitted.headers if call.admitted is not None else {},
+        headers=call.headers(),
     )
     stream.events = _tracked(p, call, stream, events)
     p.observe_overhead(route, call.started)
