@@ -12,6 +12,7 @@ key may override), and in its own words, naming the field.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,16 @@ Role = Literal["user", "admin"]
 BudgetPeriod = Literal["daily", "monthly", "total"]
 GroupName = Annotated[str, Field(min_length=1, max_length=128)]
 KEY_NAME_MAX_CHARS = 255  # as wide as the name column in storage
+# Every value a field accepts round-trips through both databases and Redis:
+LIMIT_MAX = 2**31 - 1  # rpm, tpm, max_parallel: an INTEGER column is 32 bits on PostgreSQL
+# Money is a count of 1e-10 USD in a 64-bit INTEGER on SQLite (storage/models.py ExactDecimal): at most
+# about 922 million USD; PostgreSQL's numeric(20, 10) holds less than 1e10.
+BUDGET_MAX_USD = 900_000_000
+# A Python datetime ends at 9999-12-31; a later offset cannot be turned into UTC, and a key's expiry
+# plus any interval must stay representable.
+EXPIRES_BEFORE = datetime(9999, 1, 1, tzinfo=UTC)
+METADATA_MAX_DEPTH = 8  # nested objects and arrays; the listing's JSON encoder stops far deeper
+METADATA_MAX_BYTES = 16 * 1024  # as JSON
 # A field refused by a rule is answered with the rule's own message and param (e.g. guardrails.pii_input).
 _RULE_REFUSED = "key_field_refused"
 
@@ -61,14 +72,22 @@ class KeyFields(BaseModel):
     models: list[GroupName] | None = Field(
         None, min_length=1, description="Model groups the key may call; null: every group"
     )
-    rpm: int | None = Field(None, gt=0, description="Requests per minute; null: limits.per_key")
-    tpm: int | None = Field(None, gt=0, description="Tokens per minute; null: limits.per_key")
-    max_parallel: int | None = Field(None, gt=0, description="Requests in flight; null: limits.per_key")
-    max_budget_usd: Decimal | None = Field(None, ge=0, lt=10**9, description="Spend cap per budget_period")
+    rpm: int | None = Field(None, gt=0, le=LIMIT_MAX, description="Requests per minute; null: limits.per_key")
+    tpm: int | None = Field(None, gt=0, le=LIMIT_MAX, description="Tokens per minute; null: limits.per_key")
+    max_parallel: int | None = Field(
+        None, gt=0, le=LIMIT_MAX, description="Requests in flight; null: limits.per_key"
+    )
+    max_budget_usd: Decimal | None = Field(
+        None, ge=0, le=BUDGET_MAX_USD, allow_inf_nan=False, description="Spend cap per budget_period"
+    )
     priority: int | None = Field(None, ge=0, le=100, description="Default priority; lower runs first")
     guardrails: dict[str, Any] | None = Field(None, description="Overrides of the guardrails settings")
     expires_at: datetime | None = Field(None, description="ISO 8601; UTC if no offset. Then 401")
-    metadata: dict[str, Any] | None = Field(None, description="Anything; returned as given")
+    metadata: dict[str, Any] | None = Field(
+        None,
+        description=f"Any JSON object (at most {METADATA_MAX_DEPTH} levels deep and "
+        f"{METADATA_MAX_BYTES} bytes as JSON); returned as given",
+    )
     role: Role = Field("user", description="admin keys may call /admin/*")
     budget_period: BudgetPeriod = "monthly"
 
@@ -123,20 +142,61 @@ class KeyFields(BaseModel):
     def _any_mapping(cls, value: Any, info: ValidationInfo) -> Any:
         return dict(value) if _rules_of(info) is not None and isinstance(value, Mapping) else value
 
+    @field_validator("metadata")
+    @classmethod
+    def _bounded_metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if _depth(value) > METADATA_MAX_DEPTH:
+            raise _refused("metadata", f"metadata may nest at most {METADATA_MAX_DEPTH} levels deep")
+        try:
+            size = len(json.dumps(value, allow_nan=False, separators=(",", ":")).encode())
+        except (TypeError, ValueError):
+            raise _refused("metadata", "metadata must be a JSON object") from None
+        if size > METADATA_MAX_BYTES:
+            raise _refused("metadata", f"metadata may be at most {METADATA_MAX_BYTES} bytes as JSON")
+        return value
+
     @field_validator("expires_at")
     @classmethod
     def _naive_is_utc(cls, value: datetime | None) -> datetime | None:
-        return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
+        if value is None:
+            return None
+        try:
+            value = value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        except OverflowError:
+            value = EXPIRES_BEFORE  # an offset that takes it past the end of the calendar
+        if value >= EXPIRES_BEFORE:
+            raise _refused("expires_at", "expires_at must be before 9999-01-01T00:00:00Z")
+        return value
+
+
+def _depth(value: Any) -> int:
+    """Levels of nested objects and arrays in ``value`` (a scalar: 0), counted to one past the limit."""
+    depth, level = 0, [value]
+    while depth <= METADATA_MAX_DEPTH:
+        containers = [item for item in level if isinstance(item, dict | list)]
+        if not containers:
+            break
+        depth += 1
+        level = [
+            child for item in containers for child in (item.values() if isinstance(item, dict) else item)
+        ]
+    return depth
+
+
+def _children(container: dict[str, Any] | list[Any]) -> Iterable[Any]:
+    return container.values() if isinstance(container, dict) else container
 
 
 # KeyService's words for a field of the wrong type or out of range.
 _REFUSALS = {
     "name": f"name must be text of at most {KEY_NAME_MAX_CHARS} characters",
     "models": "models must be a list of model group names",
-    "rpm": "rpm must be a positive whole number",
-    "tpm": "tpm must be a positive whole number",
-    "max_parallel": "max_parallel must be a positive whole number",
-    "max_budget_usd": "max_budget_usd must be from 0 to 1e9",
+    "rpm": f"rpm must be a positive whole number, at most {LIMIT_MAX}",
+    "tpm": f"tpm must be a positive whole number, at most {LIMIT_MAX}",
+    "max_parallel": f"max_parallel must be a positive whole number, at most {LIMIT_MAX}",
+    "max_budget_usd": f"max_budget_usd must be from 0 to {BUDGET_MAX_USD}",
     "priority": "priority must be a whole number from 0 to 100",
     "guardrails": "guardrails must be an object of guardrail settings",
     "expires_at": "expires_at must be a date and time",

@@ -255,10 +255,10 @@ async def test_invalid_fields_are_refused_with_the_field_named(
         ({"models": ["nope"]}, "Unknown model group 'nope'; configured groups: other, tiny-chat"),
         ({"models": []}, "models must name at least one group (null: every group)"),
         ({"models": "tiny-chat"}, "models must be a list of model group names"),
-        ({"rpm": "5"}, "rpm must be a positive whole number"),
+        ({"rpm": "5"}, "rpm must be a positive whole number, at most 2147483647"),
         ({"priority": True}, "priority must be a whole number from 0 to 100"),
         ({"max_budget_usd": "lots"}, "max_budget_usd must be a number"),
-        ({"max_budget_usd": "NaN"}, "max_budget_usd must be from 0 to 1e9"),
+        ({"max_budget_usd": "NaN"}, "max_budget_usd must be from 0 to 900000000"),
         (
             {"guardrails": {"pii_input": "shout"}},
             "Invalid guardrails.pii_input: Input should be 'off', 'mask' or 'block'",
