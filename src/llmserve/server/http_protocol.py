@@ -37,7 +37,9 @@ class _HeadCoalescingTransport:
     with Content-Length is held and written together with the first body bytes, which the app sends
     right after it. A chunked (streamed) head is written at once, so SSE clients get their headers
     before the first event as before. ``close`` writes a held head first, so a response the app
-    abandons after its start goes out exactly as uvicorn would have sent it (head, then close).
+    abandons after its start goes out exactly as uvicorn would have sent it (head, then close). A
+    response that completes with no body write (uvicorn drops the body of a HEAD response) has its
+    head written at completion, before the next pipelined request starts.
     """
 
     __slots__ = ("_cycle", "_head", "_head_done", "_transport")
@@ -47,6 +49,19 @@ class _HeadCoalescingTransport:
         self._cycle = cycle
         self._head: bytes | None = None
         self._head_done = False
+        on_response = cycle.on_response
+
+        def write_head_then_complete() -> None:
+            self.flush()
+            on_response()
+
+        cycle.on_response = write_head_then_complete
+
+    def flush(self) -> None:
+        """Writes a held head (the response completed without writing a body)."""
+        if self._head is not None:
+            self._transport.write(self._head)
+            self._head = None
 
     def write(self, data: bytes) -> None:
         if self._head is not None:
@@ -61,9 +76,7 @@ class _HeadCoalescingTransport:
         self._transport.write(data)
 
     def close(self) -> None:
-        if self._head is not None:
-            self._transport.write(self._head)
-            self._head = None
+        self.flush()
         self._transport.close()
 
     def is_closing(self) -> bool:

@@ -16,6 +16,8 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 from websockets.sync.client import connect
 
+from llmserve.app import create_app
+from llmserve.config import load_settings
 from llmserve.server.http_protocol import H2cTolerantHttpToolsProtocol
 from tests.live_server import free_port
 from tests.polling import wait_until
@@ -145,3 +147,55 @@ def test_websocket_upgrades_still_work(port: int) -> None:
     with connect(f"ws://127.0.0.1:{port}/chat/ws") as ws:
         ws.send("hi")
         assert ws.recv(timeout=10) == "echo:hi"
+
+
+def head_answer(port: int, path: str) -> bytes:
+    """The response to ``HEAD path`` on a kept-alive connection, asserting it has no body: a GET sent
+    right after it must be answered next on the same connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(65536)  # times out (5 s) if the head is never written
+            assert chunk, "connection closed before the HEAD response"
+            received += chunk
+        head, _, rest = received.partition(b"\r\n\r\n")
+        assert rest == b"", "a HEAD response has no body"
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        while chunk := sock.recv(65536):
+            rest += chunk
+        assert rest.startswith(b"HTTP/1.1 "), rest[:100]
+    return head
+
+
+def test_a_head_request_is_answered_at_once_and_the_connection_goes_on(port: int) -> None:
+    head = head_answer(port, "/health")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"content-length: 13" in head.lower()  # the length of the body it did not send ("HEAD /health ")
+
+
+@pytest.fixture(scope="module", params=["default", "h11"])
+def app_port(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The real app (no local model, so /ready needs only the database) under either parser."""
+    settings = load_settings(
+        data_dir=str(tmp_path_factory.mktemp("head-data")),
+        models=[
+            {"name": "remote", "provider": "openai", "model": "gpt-x", "api_base": "http://127.0.0.1:9/v1"}
+        ],
+    )
+    port = free_port()
+    http = H2cTolerantHttpToolsProtocol if request.param == "default" else "h11"
+    config = uvicorn.Config(create_app(settings), port=port, http=http, lifespan="on", log_config=None)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, within=30, interval=0.02, message="uvicorn did not start")
+    yield port
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready"])
+def test_uptime_monitors_can_probe_with_head(app_port: int, path: str) -> None:
+    head = head_answer(app_port, path)
+    assert head.startswith(b"HTTP/1.1 200"), head

@@ -23,3 +23,9 @@ async def ready(services: ServicesDep) -> JSONResponse:
     when configured). The first call starts loading lazy models. Never calls a model."""
     status, body, headers = await health_serving.readiness(services)
     return JSONResponse(body, status, headers=headers or None)
+
+
+# HEAD as well, for uptime monitors that probe with it: FastAPI, unlike Starlette, does not add it to
+# GET. Left out of the schema (one operation per path is documented; uvicorn drops the body).
+router.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
+router.add_api_route("/ready", ready, methods=["HEAD"], include_in_schema=False)
