@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 from pydantic import ValidationError
 
 from llmserve.api.deps import services_for_websocket
@@ -24,9 +24,22 @@ async def chat_websocket(websocket: WebSocket) -> None:
     await websocket.accept()
     try:
         while True:
-            await _answer(websocket, chat, await websocket.receive_text())
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") is None:  # a binary frame: the protocol is JSON text
+                await _refuse_binary(websocket)
+                return
+            await _answer(websocket, chat, message["text"])
     except WebSocketDisconnect:
         return
+
+
+async def _refuse_binary(websocket: WebSocket) -> None:
+    """An error message, then close 1003 (unsupported data), as RFC 6455 asks for a frame type refused."""
+    message = "Binary frames are not supported: send each prompt as a JSON text frame"
+    await websocket.send_json({"type": "error", **error_body(message, "invalid_request_error")})
+    await websocket.close(code=status.WS_1003_UNSUPPORTED_DATA, reason="binary frames are not supported")
 
 
 async def _answer(websocket: WebSocket, chat: ChatService, raw: str) -> None:
