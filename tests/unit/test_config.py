@@ -109,3 +109,13 @@ def test_secrets_come_literally_or_from_the_environment(monkeypatch: pytest.Monk
         load_settings(master_key="short")
     with pytest.raises(ConfigError, match=r"models\.0\.api_key: .*UNSET_KEY, which is not set"):
         load_settings(models=[{**upstream, "api_key": "env:UNSET_KEY"}])
+
+
+def test_the_default_model_is_a_chat_group_even_when_embeddings_come_first() -> None:
+    settings = load_settings(
+        models=[
+            {"name": "embedder", "model": "all-MiniLM-L6-v2", "task": "embeddings"},
+            {"name": "chat", "model": "tiny-chat"},
+        ]
+    )
+    assert settings.default_model == "chat"

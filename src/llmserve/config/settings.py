@@ -78,7 +78,10 @@ class Settings(BaseSettings):
     def _check_default_model(self) -> Settings:
         names = [entry.name for entry in self.models]
         if self.default_model is None:
-            self.default_model = names[0]
+            # A request without ``model`` is a chat: the first chat group answers it, not an
+            # embeddings model that happens to be listed first.
+            chat = [entry.name for entry in self.models if entry.task != "embeddings"]
+            self.default_model = (chat or names)[0]
         elif self.default_model not in names:
             raise ValueError(
                 f"default_model {self.default_model!r} is not one of the models: {sorted(set(names))}"
