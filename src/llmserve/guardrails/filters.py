@@ -111,11 +111,7 @@ class Guardrails:
 
     def check_input(self, messages: Sequence[ChatMessage]) -> InputVerdict:
         """Refuse (``GuardrailViolation``) or pass ``messages``, masked as configured."""
-        limit = self.settings.max_messages
-        if len(messages) > limit:
-            raise GuardrailViolation(
-                f"too many messages: {len(messages)}, at most {limit}", rule="max_messages"
-            )
+        self._check_count(messages)
         for index, message in enumerate(messages):
             self._check_size_and_patterns(message.content, f"message {index}")
         score, flags = self._injection(
@@ -142,7 +138,24 @@ class Guardrails:
         text = prompt if self.settings.pii_input == "off" else self._pii_input(prompt, "the prompt", masked)
         return TextVerdict(text, score, flags, masked)
 
-    def _check_size_and_patterns(self, text: str, what: str) -> None:
+    def check_size(self, messages: Sequence[ChatMessage] | None, prompt: str | None) -> None:
+        """The count and size rules alone, for routes that only measure a request (``/v1/tokenize``,
+        ``/v1/estimate``): what chat would refuse is refused there too, before any work."""
+        if messages is not None:
+            self._check_count(messages)
+            for index, message in enumerate(messages):
+                self._check_size(message.content, f"message {index}")
+        if prompt is not None:
+            self._check_size(prompt, "the prompt")
+
+    def _check_count(self, messages: Sequence[ChatMessage]) -> None:
+        limit = self.settings.max_messages
+        if len(messages) > limit:
+            raise GuardrailViolation(
+                f"too many messages: {len(messages)}, at most {limit}", rule="max_messages"
+            )
+
+    def _check_size(self, text: str, what: str) -> None:
         limit = self.settings.max_message_chars
         if len(text) > limit:
             raise GuardrailViolation(
@@ -150,6 +163,9 @@ class Guardrails:
                 rule="max_message_chars",
                 status_code=413,
             )
+
+    def _check_size_and_patterns(self, text: str, what: str) -> None:
+        self._check_size(text, what)
         hit = first_blocked(self._patterns, text)
         if hit is not None:
             raise GuardrailViolation(f"{what} matches blocked pattern {hit}", rule=f"blocked_pattern:{hit}")

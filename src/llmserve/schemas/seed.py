@@ -12,7 +12,7 @@ from llmserve.schemas.common import SeedTurn
 class SeedChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    prompt: str = Field(min_length=1, max_length=1_000_000)
+    prompt: str = Field(min_length=1)  # its length: the guardrails' max_message_chars (413)
     history: list[SeedTurn] = Field(default_factory=list)
     # An upper bound, as in the seed (chatglm's max_length): clamped to what the context leaves.
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
@@ -66,7 +66,7 @@ class StoredMessages(BaseModel):
 class SimpleChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    message: str = Field(min_length=1, max_length=1_000_000)
+    message: str = Field(min_length=1)  # its length: the guardrails' max_message_chars (413)
     model: str | None = Field(None, max_length=256)
     stream: bool = False
     priority: int = Field(5, ge=0, le=100)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from llmserve.config import ModelDeployment
 from llmserve.providers.base import Provider
@@ -18,6 +18,9 @@ from llmserve.providers.local_embeddings import LocalEmbeddingProvider
 from llmserve.services.models import LocallyManaged, ModelRegistry
 from llmserve.services.pricing import cost_usd
 from llmserve.types import ChatInput, ChatMessage, GenerationInput, TextInput
+
+if TYPE_CHECKING:
+    from llmserve.guardrails import Guardrails
 
 
 class Tokenized(NamedTuple):
@@ -43,8 +46,9 @@ class Estimate:
 
 
 class TokenService:
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, guardrails: Guardrails | None = None) -> None:
         self.registry = registry
+        self.guardrails = guardrails  # the count and size rules chat applies, checked before any work
 
     async def tokenize(
         self,
@@ -54,6 +58,8 @@ class TokenService:
         prompt: str | None = None,
     ) -> Tokenized:
         """Tokens of a chat (``messages``, rendered with the chat template) or a raw ``prompt``."""
+        if self.guardrails is not None:
+            self.guardrails.check_size(messages, prompt)  # 413 / 400 as chat would answer
         request = _request(messages, prompt)
         group, deployment, provider = self._first_deployment(model, request)
         tokens = await _token_ids(provider, deployment, request)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
-from llmserve.api.deps import RegistryDep
+from llmserve.api.auth import principal_of
+from llmserve.api.deps import RegistryDep, ServicesDep
 from llmserve.api.serving import convert
 from llmserve.schemas.openai import ChatCompletionRequest
 from llmserve.schemas.tokens import EstimateRequest, EstimateResponse, TokenizeRequest, TokenizeResponse
@@ -17,8 +18,13 @@ from llmserve.types import ChatMessage
 router = APIRouter(prefix="/v1", tags=["tokens"])
 
 
-def _token_service(registry: RegistryDep) -> TokenService:
-    return TokenService(registry)  # stateless over the registry: nothing to keep between requests
+def _token_service(request: Request, registry: RegistryDep, services: ServicesDep) -> TokenService:
+    # Stateless over the registry; the caller's input guardrails (with its key's overrides) apply.
+    admission = services.chat.pipeline.admission
+    guardrails = admission.guardrails if admission is not None else None
+    if guardrails is not None:
+        guardrails = guardrails.for_principal(principal_of(request).guardrails)
+    return TokenService(registry, guardrails)
 
 
 TokenServiceDep = Annotated[TokenService, Depends(_token_service)]
