@@ -7,6 +7,7 @@ answers 404, exactly as an id that does not exist, so ids leak nothing.
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -63,6 +64,10 @@ class FileService:
             )
         if not content:
             raise InvalidRequest("The file is empty", param="file", code="empty_file")
+        if any(unicodedata.category(ch) == "Cc" for ch in filename):  # NUL, newlines, DEL, C1 controls
+            raise InvalidRequest(
+                "The filename may not contain control characters", param="file", code="invalid_filename"
+            )
         row = new_file_row(owner, purpose, (filename or "upload.jsonl")[:255], content)
         async with self._db.session() as session, session.begin():
             FileRepository(session).add(row)

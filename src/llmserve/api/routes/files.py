@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from starlette.requests import Request
@@ -52,8 +53,15 @@ async def get_file(file_id: str, request: Request, jobs: JobsDep) -> FileObject:
 @router.get("/files/{file_id}/content")
 async def get_file_content(file_id: str, request: Request, jobs: JobsDep) -> Response:
     info, content = await jobs.files.content(request_context(request).tenant, file_id)
-    disposition = f'attachment; filename="{info.filename}"'
-    return Response(content, media_type="application/jsonl", headers={"content-disposition": disposition})
+    headers = {"content-disposition": content_disposition(info.filename)}
+    return Response(content, media_type="application/jsonl", headers=headers)
+
+
+def content_disposition(filename: str) -> str:
+    """RFC 6266: a quoted ASCII fallback (anything else, quotes and backslashes as ``_``) for old
+    clients, and the exact name as RFC 5987 ``filename*`` (UTF-8, percent-encoded) for the others."""
+    fallback = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in filename) or "file"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 @router.delete("/files/{file_id}", response_model=FileDeleted)
