@@ -73,3 +73,25 @@ def test_junk_is_a_4xx_error_object(client: TestClient, method: str, path: str, 
     response = client.request(method.upper(), path, json=body)
     assert 400 <= response.status_code < 500, (response.status_code, response.text)
     assert response.json()["error"]["message"]
+
+
+def test_the_document_lists_the_errors_really_sent_the_security_schemes_and_the_streams(
+    client: TestClient,
+) -> None:
+    document = client.get("/openapi.json").json()
+    operations = [(path, op) for path, item in document["paths"].items() for op in item.values()]
+    assert all("422" not in op["responses"] for _, op in operations)  # invalid input is a 400
+    error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    for path, op in operations:
+        if path in ("/health", "/ready", "/metrics"):
+            continue
+        for status in ("400", "401", "403", "413", "429", "503"):
+            assert op["responses"][status]["content"]["application/json"]["schema"] == error_ref, (
+                path,
+                status,
+            )
+        assert op["security"] == [{"bearer": []}, {"apiKey": []}]
+    assert set(document["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+    chat = document["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"]
+    assert set(chat) == {"application/json", "text/event-stream"}
+    assert "404" in document["paths"]["/v1/models/{model_id}"]["get"]["responses"]

@@ -62,9 +62,12 @@ class HotRoute(Route):
             "responses": {
                 "200": {
                     "description": "The answer (text/event-stream instead when the body asks to stream)",
-                    "content": {"application/json": {"schema": ref(self.response_model)}},
+                    "content": {
+                        "application/json": {"schema": ref(self.response_model)},
+                        # "stream": true: Server-Sent Events, `data: <chunk JSON>` … `data: [DONE]`
+                        "text/event-stream": {"schema": {"type": "string"}},
+                    },
                 },
-                "400": {"description": "Invalid request: an OpenAI error object"},
             },
         }
 
