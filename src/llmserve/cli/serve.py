@@ -56,7 +56,7 @@ def serve(
 
     from llmserve.app import create_app
     from llmserve.observability.logging import configure_logging
-    from llmserve.server.process import tune_gc_for_serving, uvicorn_http_protocol
+    from llmserve.server.process import tune_gc_for_serving, uvicorn_server_options
 
     inputs = settings_inputs(config, model, host, port, workers, data_dir)
     settings = load_or_exit(inputs)
@@ -69,7 +69,7 @@ def serve(
         "port": settings.server.port,
         "log_config": None,
         "log_level": settings.server.log_level,
-        "http": uvicorn_http_protocol(settings.server.http),
+        **uvicorn_server_options(settings.server),  # the parser, its head size limit
         "timeout_graceful_shutdown": 10,
     }
     if settings.server.workers > 1:

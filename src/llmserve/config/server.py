@@ -25,6 +25,20 @@ class ServerSettings(StrictModel):
         "httptools",
         description="HTTP/1.1 parser: httptools (fast, h2c offers ignored) or h11; auto: httptools",
     )
+    # A request head is parsed in memory before any middleware runs: without these a client could send
+    # one endless header (each connection's buffer grows) or hold connections open forever.
+    max_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="Larger request heads (request line + headers) get 431 and a close"
+    )
+    max_headers: int = Field(100, ge=1, description="Requests with more header lines get 431 and a close")
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="A connection that has not sent a complete head by then gets 408 and a close"
+    )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A request body stalling this long between chunks: 408 (if unanswered), close",
+    )
 
 
 class AuthSettings(StrictModel):

@@ -15,16 +15,23 @@ request after it is parsed normally. The replayed head's callbacks are ignored, 
 keep-alive is taken from it. ``Upgrade: websocket`` and ``CONNECT`` are handled as uvicorn does.
 
 It also answers a response with a Content-Length in one transport write instead of two (head, then
-body): see ``_HeadCoalescingTransport``.
+body): see ``_HeadCoalescingTransport``; and it bounds what a connection may cost before its request
+reaches the app (server/http_limits.py): a head larger than ``max_header_bytes`` or with more than
+``max_headers`` lines gets 431, a head not complete within ``header_timeout_seconds`` or a body that
+stalls ``body_timeout_seconds`` between chunks gets 408 (or a plain close once an answer has begun).
+Bytes are counted per callback and per received chunk, and at most one timer runs: O(1) per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from llmserve.server.http_limits import DEFAULT_LIMITS, LINGER_SECONDS, HttpLimits, error_response
 
 _FRAMING_HEADERS = (b"content-length", b"transfer-encoding")
 
@@ -89,21 +96,53 @@ class _HeadCoalescingTransport:
 class H2cTolerantHttpToolsProtocol(HttpToolsProtocol):
     """Serves a request that offers a non-WebSocket upgrade as the HTTP/1.1 request it also is."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, limits: HttpLimits = DEFAULT_LIMITS, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._ignoring_upgrade = False  # the current request offered an upgrade we decline
         self._replaying = False  # the fresh parser is reading the synthetic head
+        self._limits = limits
+        self._in_head = True  # a head is being received (a fresh connection waits for its first)
+        self._head_bytes = 0  # request-line and header bytes the parser has handed over
+        self._header_count = 0
+        self._head_buffered = 0  # bytes received since the head began, while it is incomplete
+        self._head_too_large = False
+        self._reading_body = False  # the head is complete, the body is not
+        self._last_body_data = 0.0
+        self._timer: asyncio.TimerHandle | None = None  # the head timer, or the body one
+        self._rejected = False  # answered 431 or 408: what else arrives is discarded
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._timer = self.loop.call_later(self._limits.header_timeout_seconds, self._on_head_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         if not self._replaying:
+            self._in_head = True
+            self._head_bytes = self._header_count = self._head_buffered = 0
             super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
         if not self._replaying:
+            self._head_bytes += len(url)
+            if self._head_bytes > self._limits.max_header_bytes:
+                self._head_too_large = True
+                raise ValueError("request head too large")
             super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._replaying:
+            self._head_bytes += len(name) + len(value) + 4  # ": " and CRLF
+            self._header_count += 1
+            if (
+                self._head_bytes > self._limits.max_header_bytes
+                or self._header_count > self._limits.max_headers
+            ):
+                self._head_too_large = True
+                raise ValueError("request head too large")
             super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -112,6 +151,9 @@ class H2cTolerantHttpToolsProtocol(HttpToolsProtocol):
             # The original head's keep-alive came from a parser that saw an upgrade; this one did not.
             self.cycle.keep_alive = self.scope["http_version"] != "1.0" and self.parser.should_keep_alive()
             return
+        self._in_head = False
+        self._reading_body = True
+        self._cancel_timer()
         self._ignoring_upgrade = (
             self.parser.should_upgrade()
             and not self._should_upgrade()
@@ -127,23 +169,90 @@ class H2cTolerantHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if self._ignoring_upgrade:
             return  # llhttp skipped the body: the replay reads it and completes the message
+        self._reading_body = False
         super().on_message_complete()
 
     def data_received(self, data: bytes) -> None:
+        if self._rejected:
+            return  # lingering after 431: read and drop, so closing does not reset the answer away
         self._unset_keepalive_if_required()
+        if self._in_head:
+            self._head_buffered += len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            msg = "Invalid HTTP request received."
-            self.logger.warning(msg)
-            self.send_400_response(msg)
         except httptools.HttpParserUpgrade as exc:
+            self._reading_body = False
             if self._ignoring_upgrade:
                 self._read_body_without_upgrade(data[exc.args[0] :])
             elif self._should_upgrade():
+                self._cancel_timer()
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError:
+            if self._head_too_large:
+                self._reject(431, "Request header fields too large.")
+                return
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+            return
+        self._watch_incomplete_message()
+
+    def _watch_incomplete_message(self) -> None:
+        """Bounds a head or body that this chunk left incomplete (nothing to do for a whole request)."""
+        if self._in_head:
+            if self._head_buffered > self._limits.max_header_bytes:
+                self._reject(431, "Request header fields too large.")
+            elif self._timer is None:
+                self._timer = self.loop.call_later(self._limits.header_timeout_seconds, self._on_head_timeout)
+        elif self._reading_body:
+            self._last_body_data = self.loop.time()
+            if self._timer is None:
+                self._timer = self.loop.call_later(self._limits.body_timeout_seconds, self._on_body_timeout)
+
+    def _on_head_timeout(self) -> None:
+        self._timer = None
+        if self._in_head:
+            self._reject(408, "Request head not received in time.")
+
+    def _on_body_timeout(self) -> None:
+        self._timer = None
+        if not self._reading_body or self.cycle is None or self.transport.is_closing():
+            return
+        now = self.loop.time()
+        if self.flow.read_paused or self.cycle.waiting_for_100_continue:
+            self._last_body_data = now  # the server, not the client, is holding the body back
+        idle = now - self._last_body_data
+        if idle < self._limits.body_timeout_seconds:
+            self._timer = self.loop.call_later(
+                self._limits.body_timeout_seconds - idle, self._on_body_timeout
+            )
+            return
+        self._reject(408, "Request body not received in time.")
+
+    def _reject(self, status: int, message: str) -> None:
+        """Answers ``status`` unless an answer is under way, then closes (after a short linger)."""
+        self._rejected = True
+        self._cancel_timer()
+        self.logger.warning("%s (%d)", message, status)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # receive() gets http.disconnect; send() drops the app's answer
+            cycle.message_event.set()
+            if cycle.response_started:
+                self.transport.close()
+                return
+        self.transport.write(error_response(status, message, self.server_state.default_headers))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()  # the client's EOF ends the linger early (eof_received)
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _read_body_without_upgrade(self, rest: bytes) -> None:
         self._ignoring_upgrade = False

@@ -9,7 +9,9 @@ import inspect
 
 import httptools
 import pytest
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.server import ServerState
 
 from llmserve.server.http_protocol import H2cTolerantHttpToolsProtocol
 
@@ -22,6 +24,8 @@ OVERRIDDEN = {
     "on_message_complete": [],
     "data_received": ["data"],
     "_start_asgi_task": ["cycle", "app"],
+    "connection_made": ["transport"],
+    "connection_lost": ["exc"],
 }
 CALLED = ("_unset_keepalive_if_required", "_should_upgrade", "handle_websocket_upgrade", "send_400_response")
 
@@ -63,3 +67,11 @@ def test_httptools_still_raises_the_upgrade_signal_it_relies_on() -> None:
     assert issubclass(httptools.HttpParserUpgrade, Exception)
     parser = httptools.HttpRequestParser(object())
     assert callable(getattr(parser, "should_upgrade", None)) and callable(getattr(parser, "get_method", None))
+
+
+def test_the_state_the_read_limits_read_is_set_by_uvicorn() -> None:
+    cycle = inspect.getsource(RequestResponseCycle.__init__)
+    for attribute in ("self.waiting_for_100_continue", "self.disconnected", "self.message_event"):
+        assert attribute in cycle, f"RequestResponseCycle no longer sets {attribute}"
+    assert "self.read_paused" in inspect.getsource(FlowControl), "FlowControl no longer has read_paused"
+    assert "self.default_headers" in inspect.getsource(ServerState), "ServerState lost default_headers"
