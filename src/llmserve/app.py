@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import HTMLResponse, JSONResponse
 
 from llmserve import __version__
 from llmserve.api.auth import authenticate, require_admin
 from llmserve.api.deps import Services
+from llmserve.api.docs import include_docs
 from llmserve.api.errors import install_error_handlers
 from llmserve.api.middleware import BodySizeLimitMiddleware, JsonBodyMiddleware, RequestIdMiddleware
 from llmserve.api.openapi import document_hot_routes
@@ -52,7 +50,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 IDLE_CHECK_SECONDS = 5.0
-REDOC_JS = "https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"
 
 
 @contextlib.asynccontextmanager
@@ -217,40 +214,6 @@ def _include_routes(app: FastAPI) -> None:
         app.include_router(router, dependencies=[Depends(require_admin)])
 
 
-def _inline_json(value: object) -> str:
-    """JSON safe inside a <script> element."""
-    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _include_docs(app: FastAPI) -> None:
-    """/openapi.json, /docs and /redoc check the caller's key as every API route does (open while auth
-    is off). The HTML pages, which a browser opens with ?api_key= (api/auth.py), carry the schema
-    inline: their script could not send the key to fetch /openapi.json, and the key goes no further."""
-    guarded = [Depends(authenticate)]
-
-    @app.get("/openapi.json", include_in_schema=False, dependencies=guarded)
-    async def openapi_document() -> JSONResponse:
-        return JSONResponse(app.openapi())
-
-    @app.get("/docs", include_in_schema=False, dependencies=guarded)
-    async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",  # not fetched: Swagger UI uses ``spec`` when it is given
-            title=f"{app.title} - Swagger UI",
-            oauth2_redirect_url=None,
-            swagger_ui_parameters={"spec": app.openapi()},
-        )
-
-    @app.get("/redoc", include_in_schema=False, dependencies=guarded)
-    async def redoc() -> HTMLResponse:
-        return HTMLResponse(
-            f"<!DOCTYPE html><html><head><title>{app.title} - ReDoc</title><meta charset='utf-8'/>"
-            f"</head><body><div id='redoc'></div><script src='{REDOC_JS}'></script><script>"
-            f"Redoc.init({_inline_json(app.openapi())}, {{}}, document.getElementById('redoc'));"
-            "</script></body></html>"
-        )
-
-
 def create_app(settings: Settings) -> FastAPI:
     # Built before the app: the middleware needs them; the lifespan hands them to Services.
     metrics = Metrics.from_settings(settings) if settings.observability.metrics else None
@@ -271,5 +234,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.tracing = tracing
     install_error_handlers(app)
     _include_routes(app)
-    _include_docs(app)
+    include_docs(app)
     return app

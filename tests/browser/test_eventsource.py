@@ -136,3 +136,24 @@ def test_page_from_the_server_origin_needs_no_base(page: Page, live_server: Live
     page.goto(page_url)
 
     assert ask(page, "What is your name?") == greedy_reply(live_server, "What is your name?")
+
+
+def test_swagger_ui_renders_offline_with_nothing_from_another_host(
+    page: Page, live_server: LiveServer
+) -> None:
+    # Any request to another host is refused, as on a machine without internet (issue 14, item 21).
+    outside: list[str] = []
+
+    def only_this_server(route: Route) -> None:
+        if route.request.url.startswith(live_server.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_this_server)
+    page.goto(f"{live_server.url}/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=STREAM_TIMEOUT_MS)
+    assert "llmserve" in (page.text_content(".swagger-ui .info .title") or "")
+    assert page.locator(".opblock-summary-path[data-path='/v1/chat/completions']").count() >= 1
+    assert outside == []
