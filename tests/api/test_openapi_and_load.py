@@ -95,3 +95,12 @@ def test_the_document_lists_the_errors_really_sent_the_security_schemes_and_the_
     chat = document["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"]
     assert set(chat) == {"application/json", "text/event-stream"}
     assert "404" in document["paths"]["/v1/models/{model_id}"]["get"]["responses"]
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+def test_the_documented_example_of_each_hot_post_works_as_sent(client: TestClient, path: str) -> None:
+    # What Swagger UI's "Try it out" sends for the endpoint.
+    document = client.get("/openapi.json").json()
+    example = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["example"]
+    response = client.post(path, json=example)
+    assert response.status_code == 200, response.text

@@ -31,6 +31,7 @@ class HotRoute(Route):
         body: type[BaseModel],
         response: type[BaseModel],
         tags: Sequence[str] = (),
+        example: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(path, endpoint, methods=["POST"])
         # Starlette wraps a route's endpoint in a second copy of the exception handling that
@@ -40,12 +41,19 @@ class HotRoute(Route):
         self.body_model = body
         self.response_model = response
         self.tags = list(tags)
+        self.example = example  # what "Try it out" sends: a request that works on a fresh server
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         match, child_scope = super().matches(scope)
         if match is not Match.NONE:
             child_scope["route"] = self
         return match, child_scope
+
+    def _body(self, ref: Callable[[type[BaseModel]], dict[str, Any]]) -> dict[str, Any]:
+        media: dict[str, Any] = {"schema": ref(self.body_model)}
+        if self.example is not None:
+            media["example"] = self.example
+        return media
 
     def operation(self, ref: Callable[[type[BaseModel]], dict[str, Any]]) -> dict[str, Any]:
         """The OpenAPI operation object, with schemas by reference."""

@@ -55,6 +55,7 @@ hot_routes = [
         body=ChatCompletionRequest,
         response=ChatCompletionResponse,
         tags=["openai"],
+        example={"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 64},
     ),
     HotRoute(
         "/v1/completions",
@@ -62,6 +63,7 @@ hot_routes = [
         body=CompletionRequest,
         response=CompletionResponse,
         tags=["openai"],
+        example={"prompt": "Once upon a time", "max_tokens": 32},
     ),
 ]
 
