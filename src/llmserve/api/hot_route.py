@@ -65,7 +65,7 @@ class HotRoute(Route):
             "operationId": f"{name}{self.path.replace('/', '_')}_post",
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": ref(self.body_model)}},
+                "content": {"application/json": self._body(ref)},
             },
             "responses": {
                 "200": {
