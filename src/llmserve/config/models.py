@@ -84,11 +84,22 @@ def bundled_models() -> list[ModelDeployment]:
 
 class EngineSettings(StrictModel):
     preload: bool = Field(False, description="Load local models at start instead of on first use")
-    max_queued_requests: int = Field(256, gt=0, description="Waiting generations per local model")
+    max_queued_requests: int = Field(
+        32, gt=0, description="Generations per local model in its engine (running and waiting); beyond: 503"
+    )
     threads: int | None = Field(None, gt=0, description="torch intra-op threads; default: torch's choice")
     max_batch_size: int = Field(
         16, gt=0, description="Generations a local model decodes together (continuous batching); 1: serial"
     )
     max_wait_ms: float = Field(
         2.0, ge=0, description="An idle model waits this long for more requests to start a batch together"
+    )
+    request_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="A local generation still running this long after it was submitted stops: "
+        "it ends with what it has (finish_reason 'length'), or 504 if it has nothing yet",
+    )
+    max_total_tokens_per_request: int = Field(
+        8192, gt=0, description="n x max_tokens a request to a local model may ask for; beyond it 400"
     )

@@ -24,7 +24,7 @@ import torch
 
 from llmserve.engine.batch import Row, RunningBatch, supports_batching
 from llmserve.engine.generation import Decoding
-from llmserve.engine.request import Request
+from llmserve.engine.request import GenerationTimeout, Request
 from llmserve.errors import Overloaded
 
 logger = logging.getLogger(__name__)
@@ -128,11 +128,25 @@ class BatchScheduler:
             model = self._batch.loaded if self._batch else self._waiting[0].loaded
             capacity = self.max_batch_size if supports_batching(model.model) else 1
             free = capacity - (len(self._batch) if self._batch else 0)
+            self._expire_waiting()
             arrivals: list[Request] = []
             # A model reloaded after an idle unload is a new object: its requests wait for the old batch.
             while self._waiting and len(arrivals) < free and self._waiting[0].loaded is model:
                 arrivals.append(self._waiting.popleft())
             return arrivals
+
+    def _expire_waiting(self) -> None:
+        """Fails waiting requests past their deadline. They wait in arrival order and share one timeout,
+        so the expired ones are at the front: O(1) per step when none is."""
+        now = time.monotonic()
+        while self._waiting and self._waiting[0].deadline <= now:
+            self._outbox.end(self._waiting.popleft(), self._timeout_error())
+
+    def _timeout_error(self) -> GenerationTimeout:
+        return GenerationTimeout(
+            f"Model '{self.name}' did not start this generation in time (engine.request_timeout_seconds); "
+            "retry later"
+        )
 
     def _gather_burst(self) -> None:
         deadline = time.monotonic() + self.max_wait_s
@@ -165,6 +179,9 @@ class BatchScheduler:
 
     def _prefill(self, batch: RunningBatch, request: Request) -> tuple[Row, object] | None:
         decoding = Decoding(request.loaded, request.params)
+        if request.deadline <= time.monotonic():
+            self._outbox.end(request, self._timeout_error())
+            return None
         if request.cancel.is_set() or decoding.finished:
             self._outbox.put(request, decoding.cancelled() if request.cancel.is_set() else decoding.empty())
             self._outbox.end(request)
@@ -188,7 +205,8 @@ class BatchScheduler:
         batch = self._batch
         if batch is None:
             return
-        batch.keep([row for row in batch.rows if not self._left(row)])
+        now = time.monotonic()
+        batch.keep([row for row in batch.rows if not self._left(row, now)])
         if batch.rows:
             with torch.inference_mode():
                 logits = batch.decode()
@@ -202,10 +220,15 @@ class BatchScheduler:
         if not batch.rows:
             self._batch = None  # an idle model holds no reference here: idle unload can free it
 
-    def _left(self, row: Row) -> bool:
-        if not row.request.cancel.is_set():
+    def _left(self, row: Row, now: float) -> bool:
+        """Ends a row whose client left, or whose deadline passed: that one keeps what it generated and
+        ends as a max_tokens cut does (``empty()`` flushes held-back text, finish_reason 'length')."""
+        if row.request.cancel.is_set():
+            self._outbox.put(row.request, row.decoding.cancelled())
+        elif row.request.deadline <= now:
+            self._outbox.put(row.request, row.decoding.empty())
+        else:
             return False
-        self._outbox.put(row.request, row.decoding.cancelled())
         self._outbox.end(row.request)
         return True
 

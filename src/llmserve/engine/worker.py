@@ -4,11 +4,18 @@ The scheduler's own thread does all model work, so the event loop stays free (to
 GIL in its kernels). Concurrent requests decode together up to ``max_batch_size`` rows; more wait in
 arrival order. A consumer that stops reading (a client disconnect) sets a cancel flag that the
 scheduler checks at every token boundary, so its slot is free again within one step.
+
+A generation still running ``request_timeout_s`` after it was submitted is stopped by the scheduler
+at the next token boundary: it ends with what it has (finish_reason ``length``), or with
+``GenerationTimeout`` (504) if it had not started. The provider runs a request's ``n`` choices one
+after another, each one generation with its own deadline; ``max_total_tokens_per_request`` bounds
+their sum.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import anyio
@@ -21,6 +28,8 @@ from llmserve.engine.scheduler import END, BatchScheduler
 from llmserve.errors import Overloaded
 
 CLOSE_TIMEOUT_S = 5.0
+# engine.request_timeout_seconds' default, for an engine built without the setting.
+DEFAULT_REQUEST_TIMEOUT_S = 120.0
 
 
 async def _wait_out(future: asyncio.Future[None]) -> None:
@@ -43,10 +52,16 @@ async def _wait_out(future: asyncio.Future[None]) -> None:
 
 class LocalEngine:
     def __init__(
-        self, manager: ModelManager, max_queued: int, max_batch_size: int = 16, max_wait_ms: float = 2.0
+        self,
+        manager: ModelManager,
+        max_queued: int,
+        max_batch_size: int = 16,
+        max_wait_ms: float = 2.0,
+        request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
     ) -> None:
         self.manager = manager
         self._max_queued = max_queued
+        self._request_timeout_s = request_timeout_s
         self._pending = 0
         self._scheduler = BatchScheduler(manager.deployment.name, max_batch_size, max_wait_ms / 1000)
 
@@ -63,6 +78,7 @@ class LocalEngine:
         try:
             async with self.manager.in_use() as loaded:
                 request = Request(loaded, prompt_ids, params, loop, asyncio.Queue(), loop.create_future())
+                request.deadline = time.monotonic() + self._request_timeout_s
                 self._scheduler.submit(request)
                 try:
                     while (item := await request.queue.get()) is not END:
