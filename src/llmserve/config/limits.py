@@ -30,9 +30,16 @@ class LimitSettings(StrictModel):
 class QueueSettings(StrictModel):
     """The admission queue in front of each model group (the seed's RequestQueue)."""
 
+    # Shed early (issue 14): a group of local models runs what its engines decode at once (engine.
+    # max_batch_size per deployment) unless per_model_concurrency says otherwise; a few more wait, about
+    # a second at most, and the rest get 503 with Retry-After at once instead of after a long wait.
     enabled: bool = True
-    max_concurrency: int = Field(64, gt=0, description="Requests a group runs at once")
+    max_concurrency: int = Field(
+        64,
+        gt=0,
+        description="Requests a remote group runs at once (local groups: engine.max_batch_size each)",
+    )
     per_model_concurrency: dict[str, int] = Field(default_factory=dict)
-    max_queued: int = Field(1000, gt=0, description="Waiting requests per group; beyond it 503")
-    queue_timeout_seconds: float = Field(30.0, gt=0, description="Longest wait for a slot; then 503")
+    max_queued: int = Field(16, gt=0, description="Waiting requests per group; beyond it 503")
+    queue_timeout_seconds: float = Field(1.0, gt=0, description="Longest wait for a slot; then 503")
     default_priority: int = Field(5, ge=0, le=100, description="Lower runs first, as in the seed")

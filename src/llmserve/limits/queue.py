@@ -147,6 +147,15 @@ class AdmissionQueue:
         self.settings = settings
         self._clock = clock
         self._groups: dict[str, _Group] = {}
+        self._default_limits: dict[str, int] = {}
+
+    def set_default_concurrency(self, group: str, limit: int) -> None:
+        """``group``'s slots when ``per_model_concurrency`` does not name it (instead of max_concurrency):
+        for a group of local models, what their engines decode at once."""
+        self._default_limits[group] = limit
+        state = self._groups.get(group)
+        if state is not None and group not in self.settings.per_model_concurrency:
+            state.limit = limit
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -212,7 +221,9 @@ class AdmissionQueue:
     def _group(self, name: str) -> _Group:
         state = self._groups.get(name)
         if state is None:
-            limit = self.settings.per_model_concurrency.get(name, self.settings.max_concurrency)
+            limit = self.settings.per_model_concurrency.get(
+                name, self._default_limits.get(name, self.settings.max_concurrency)
+            )
             state = self._groups[name] = _Group(name, limit)
         return state
 

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from llmserve.config import LimitRule, Settings
-from llmserve.errors import GuardrailViolation, RateLimited
+from llmserve.errors import GuardrailViolation, InvalidRequest, RateLimited
 from llmserve.principal import Principal
 from llmserve.services.keys import ensure_model_allowed
 from llmserve.services.models import ModelRegistry
@@ -87,12 +87,17 @@ class Admission:
         self.budgets = budgets
         self.queue = queue
         self.metrics = metrics
+        self._local_groups = _local_group_widths(settings)
+        if queue is not None:
+            for group, width in self._local_groups.items():
+                queue.set_default_concurrency(group, width)
 
     async def enter(
         self, principal: Principal, tenant: str, group: str, request: GenerationInput, priority: int | None
     ) -> Pass:
         """``tenant`` scopes the per-key limits: the key id, or with auth off a digest of the token."""
         ensure_model_allowed(principal, group)
+        self._check_token_cap(group, request)
         admitted = Pass(request)
         self._check_input(principal, admitted)
         try:
@@ -106,6 +111,25 @@ class Admission:
             await admitted.settle(None, Decimal(0))
             raise
         return admitted
+
+    def _check_token_cap(self, group: str, request: GenerationInput) -> None:
+        """``n x max_tokens`` within engine.max_total_tokens_per_request for a group of local models:
+        one request must not hold an engine for minutes (n=16, max_tokens=400 held it 275 s)."""
+        if group not in self._local_groups:
+            return
+        cap = self.settings.engine.max_total_tokens_per_request
+        options = request.options
+        max_tokens = options.max_tokens
+        if max_tokens is None:
+            max_tokens = self.registry.router.deployments(group)[0].config.default_max_tokens
+        if max(1, options.n) * max_tokens > cap:
+            raise InvalidRequest(
+                f"n x max_tokens is {max(1, options.n)} x {max_tokens} = {max(1, options.n) * max_tokens}, "
+                f"more than the {cap} tokens one request may ask of model '{group}' "
+                "(engine.max_total_tokens_per_request): lower n or max_tokens",
+                param="max_tokens",
+                code="too_many_tokens_requested",
+            )
 
     def _check_input(self, principal: Principal, admitted: Pass) -> None:
         """Input guardrails (with the key's overrides); they may rewrite the request (PII masked)."""
@@ -177,6 +201,20 @@ class Admission:
             (max(cost_usd(d.config, tokens, 0), cost_usd(d.config, 0, tokens)) for d in deployments),
             default=Decimal(0),
         )
+
+
+def _local_group_widths(settings: Settings) -> dict[str, int]:
+    """Chat groups served by local deployments only, with what their engines decode at once."""
+    widths: dict[str, int] = {}
+    remote: set[str] = set()
+    for entry in settings.models:
+        if entry.task == "embeddings":
+            continue
+        if entry.provider != "local":
+            remote.add(entry.name)
+        else:
+            widths[entry.name] = widths.get(entry.name, 0) + settings.engine.max_batch_size
+    return {group: width for group, width in widths.items() if group not in remote}
 
 
 def _limited(rule: LimitRule) -> bool:
