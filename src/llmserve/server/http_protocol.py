@@ -170,6 +170,7 @@ class H2cTolerantHttpToolsProtocol(HttpToolsProtocol):
         if self._ignoring_upgrade:
             return  # llhttp skipped the body: the replay reads it and completes the message
         self._reading_body = False
+        self._cancel_timer()  # a body timer left behind would keep the next head's timer from starting
         super().on_message_complete()
 
     def data_received(self, data: bytes) -> None:

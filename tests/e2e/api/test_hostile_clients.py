@@ -181,6 +181,19 @@ def test_a_body_that_stalls_is_answered_408_and_closed(port: int) -> None:
     assert time.monotonic() - started < 5
 
 
+def test_half_a_second_head_after_a_body_on_the_same_connection_is_answered_408(port: int) -> None:
+    started = time.monotonic()
+    with connect(port) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n")
+        time.sleep(0.1)  # the body arrives apart from the head: the body timer runs, then must stop
+        sock.sendall(b"abc")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Half")
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert time.monotonic() - started < 4  # the header timeout (1 s), not uvicorn's keep-alive (5 s)
+
+
 def test_a_slow_body_that_keeps_coming_is_served(port: int) -> None:
     with connect(port) as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
