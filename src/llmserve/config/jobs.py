@@ -38,6 +38,12 @@ class JobSettings(StrictModel):
     )
     result_ttl_seconds: float = Field(7 * 86400.0, gt=0, description="How long finished async jobs are kept")
     max_file_bytes: int = Field(200 * 1024 * 1024, gt=0, description="Largest upload to /v1/files")
+    max_stored_bytes_per_owner: int = Field(
+        1024**3,
+        gt=0,
+        description="Storage quota per tenant: uploads and batch outputs together; an upload that would "
+        "exceed it is refused with 413 storage_quota_exceeded before anything is stored",
+    )
     max_batch_lines: int = Field(50_000, gt=0)
     webhook_secret: SecretStr | None = Field(
         None, description="HMAC-SHA256 key for callback signatures (or env:NAME); needed for callback_url"

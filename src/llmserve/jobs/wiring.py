@@ -54,7 +54,7 @@ def build_jobs(app: ASGIApp, settings: Settings, database: Database, keys: KeySe
     )
     consume = jobs.run_in_server if jobs.run_in_server is not None else jobs.broker == "database"
     return Jobs(
-        files=FileService(database, jobs.max_file_bytes),
+        files=FileService(database, jobs.max_file_bytes, jobs.max_stored_bytes_per_owner),
         batches=batches,
         async_jobs=AsyncJobService(database, jobs, broker.kick),
         worker=JobWorker(database, jobs, broker, runner, batches, consume=consume),

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
+from sqlalchemy import CursorResult, LargeBinary, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmserve.storage.models import BatchRow, FileRow, JobRow
@@ -272,3 +272,16 @@ class FileRepository:
 
     async def delete(self, file_id: str) -> None:
         await self.session.execute(delete(FileRow).where(FileRow.id == file_id))
+
+    async def stored_bytes(self, owner: str) -> int:
+        """What the tenant's files (uploads and batch outputs) take, for the storage quota."""
+        total = await self.session.scalar(
+            select(func.coalesce(func.sum(FileRow.bytes), 0)).where(FileRow.owner == owner)
+        )
+        return int(total or 0)
+
+    async def read_slice(self, file_id: str, offset: int, size: int) -> bytes | None:
+        """``size`` bytes of the content from ``offset`` (0-based): SQL substr() over the blob, so
+        the database hands over only the slice (SQLite and PostgreSQL both slice BLOB/bytea by byte)."""
+        content = func.substr(FileRow.content, offset + 1, size, type_=LargeBinary)
+        return await self.session.scalar(select(content).where(FileRow.id == file_id))

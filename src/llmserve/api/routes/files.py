@@ -7,12 +7,11 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from llmserve.api.deps import JobsDep
 from llmserve.api.serving.batches import file_object
 from llmserve.api.serving.convert import request_context
-from llmserve.errors import InvalidRequest
 from llmserve.schemas.batches import FileDeleted, FileList, FileObject
 
 router = APIRouter(prefix="/v1", tags=["files"])
@@ -25,11 +24,7 @@ async def upload_file(
     file: Annotated[UploadFile, File(description="JSONL, one request per line")],
     purpose: Annotated[str, Form()],
 ) -> FileObject:
-    content = await file.read(jobs.files.max_bytes + 1)
-    if len(content) > jobs.files.max_bytes:
-        raise InvalidRequest(
-            f"The file is larger than the limit of {jobs.files.max_bytes} bytes", param="file"
-        )
+    content = await jobs.files.read_upload(file)
     owner = request_context(request).tenant
     return file_object(await jobs.files.create(owner, purpose, file.filename or "", content))
 
@@ -52,9 +47,9 @@ async def get_file(file_id: str, request: Request, jobs: JobsDep) -> FileObject:
 
 @router.get("/files/{file_id}/content")
 async def get_file_content(file_id: str, request: Request, jobs: JobsDep) -> Response:
-    info, content = await jobs.files.content(request_context(request).tenant, file_id)
-    headers = {"content-disposition": content_disposition(info.filename)}
-    return Response(content, media_type="application/jsonl", headers=headers)
+    info, chunks = await jobs.files.open_content(request_context(request).tenant, file_id)
+    headers = {"content-disposition": content_disposition(info.filename), "content-length": str(info.bytes)}
+    return StreamingResponse(chunks, media_type="application/jsonl", headers=headers)
 
 
 def content_disposition(filename: str) -> str:
