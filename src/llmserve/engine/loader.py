@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,13 @@ BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / BUNDLED_
 FALLBACK_CONTEXT_WINDOW = 2048
 
 
+class PermanentLoadError(Exception):
+    """Trying again cannot help (the weights are nowhere to be found): the manager fails the model
+    for good instead of loading it again on every request."""
+
+    permanent = True
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     model: Any
@@ -35,6 +43,17 @@ def resolve_model_source(model: str) -> str:
         return str(BUNDLED_MODEL_DIR)
     path = Path(model).expanduser()
     return str(path.resolve()) if path.exists() else model
+
+
+def looks_like_path(model: str) -> bool:
+    """A local path rather than a hub id (``org/name``: one slash, no leading ``/``, ``.`` or ``~``)."""
+    if model.startswith(("/", "./", "../", "~")) or (os.sep != "/" and os.sep in model):
+        return True
+    return model.count("/") > 1
+
+
+def missing_local_path(model: str) -> bool:
+    return model != BUNDLED_MODEL_ID and looks_like_path(model) and not Path(model).expanduser().exists()
 
 
 def pick_device(setting: str) -> torch.device:
@@ -92,11 +111,16 @@ def load_model(deployment: ModelDeployment) -> LoadedModel:
 def _load_model(deployment: ModelDeployment) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if missing_local_path(deployment.model):
+        raise PermanentLoadError(f"models entry '{deployment.name}': no such path: {deployment.model}")
     source = resolve_model_source(deployment.model)
     device = pick_device(deployment.device)
     dtype = pick_dtype(deployment.dtype, device)
     logger.info("loading model %s from %s on %s (%s)", deployment.name, source, device, dtype)
-    tokenizer: Any = AutoTokenizer.from_pretrained(source, trust_remote_code=deployment.trust_remote_code)
+    try:  # transformers says OSError for a hub id it cannot find or reach (after its own retries)
+        tokenizer: Any = AutoTokenizer.from_pretrained(source, trust_remote_code=deployment.trust_remote_code)
+    except OSError as exc:
+        raise PermanentLoadError(f"models entry '{deployment.name}' ({deployment.model}): {exc}") from exc
     model: Any = AutoModelForCausalLM.from_pretrained(
         source, trust_remote_code=deployment.trust_remote_code, dtype=dtype
     )

@@ -23,6 +23,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LoadState = Literal["unloaded", "loading", "ready", "failed"]
+# A model that failed to load stays failed until the server restarts (a missing path, a hub id that
+# cannot be reached, a broken checkpoint): clients are told to come back much later, not in 1 s.
+FAILED_RETRY_AFTER_SECONDS = 300
+
+
+class ModelBroken(ModelLoadFailed):
+    """The model failed to load before; requests fail at once instead of loading it again."""
+
+    retry_after = FAILED_RETRY_AFTER_SECONDS
+
+
 Loader = Callable[[ModelDeployment], "LoadedModel"]
 
 
@@ -41,6 +52,7 @@ class ModelManager:
         self._loaded: LoadedModel | None = None
         self._state: LoadState = "unloaded"
         self._error: str | None = None
+        self._permanent = False
         self._ever_loaded = False
         self._last_used = time.monotonic()
         self._active = 0
@@ -56,6 +68,10 @@ class ModelManager:
         return self._error
 
     @property
+    def permanently_failed(self) -> bool:
+        return self._state == "failed" and self._permanent
+
+    @property
     def ready_to_serve(self) -> bool:
         """Loaded, or loaded before and unloaded only because it sat idle (reloads on demand)."""
         return self._state == "ready" or (self._state == "unloaded" and self._ever_loaded)
@@ -63,7 +79,9 @@ class ModelManager:
     async def get(self) -> LoadedModel:
         if self._loaded is not None:
             return self._loaded
+        self._raise_if_failed()
         async with self._lock:
+            self._raise_if_failed()  # the load this request waited for failed: once is enough
             if self._loaded is None:
                 self._state = "loading"
                 started = time.perf_counter()
@@ -71,6 +89,11 @@ class ModelManager:
                     self._loaded = await asyncio.to_thread(self._loader, self.deployment)
                 except Exception as exc:  # any loader failure must reach the client as a 503, not a 500
                     self._state, self._error = "failed", f"{type(exc).__name__}: {exc}"
+                    # loader.PermanentLoadError (not imported: it needs torch)
+                    self._permanent = bool(getattr(exc, "permanent", False))
+                    if self._permanent:  # one clear line, no traceback: the message says it all
+                        logger.error("model %s cannot load: %s", self.deployment.name, exc)
+                        raise self._broken() from exc
                     logger.exception("loading model %s failed", self.deployment.name)
                     raise ModelLoadFailed(f"Model '{self.deployment.name}' failed to load: {exc}") from exc
                 self.load_seconds = time.perf_counter() - started
@@ -78,9 +101,20 @@ class ModelManager:
                 logger.info("model %s ready in %.2fs", self.deployment.name, self.load_seconds)
             return self._loaded
 
+    def _raise_if_failed(self) -> None:
+        if self._state == "failed" and self._permanent:
+            raise self._broken()
+
+    def _broken(self) -> ModelBroken:
+        return ModelBroken(
+            f"Model '{self.deployment.name}' failed to load and is unavailable until the server "
+            f"restarts: {self._error}"
+        )
+
     def start_loading(self) -> None:
-        """Kick off a load in the background (used by /ready and preload); errors stay in ``error``."""
-        if self._state in ("ready", "loading") or self._background:
+        """Kick off a load in the background (used by /ready and preload); errors stay in ``error``.
+        A failed model is not loaded again."""
+        if self._state in ("ready", "loading") or self._background or self._permanent:
             return
         self._state = "loading"
         task = asyncio.create_task(self._load_quietly())

@@ -217,6 +217,17 @@ def check_buildable(settings: Settings) -> None:
                 )
         elif entry.provider == "local":
             _import_local(entry)
+            _refuse_missing_path(entry)
+
+
+def _refuse_missing_path(deployment: ModelDeployment) -> None:
+    from llmserve.engine.loader import missing_local_path
+
+    if missing_local_path(deployment.model):
+        raise UnsupportedProvider(
+            f"models entry '{deployment.name}': model path '{deployment.model}' does not exist "
+            "(a local path must exist on this machine; a hub id looks like org/name)"
+        )
 
 
 def _import_local(deployment: ModelDeployment) -> tuple[type[Any], type[Any]]:
