@@ -18,10 +18,11 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready", responses={503: {"description": "A model or a dependency is not ready"}})
-async def ready(services: ServicesDep) -> JSONResponse:
+async def ready(services: ServicesDep, model: str | None = None) -> JSONResponse:
     """Readiness: 200 once every local model can serve and every dependency answers (database, Redis
-    when configured). The first call starts loading lazy models. Never calls a model."""
-    status, body, headers = await health_serving.readiness(services)
+    when configured); ``?model=<group>`` asks about that group only. The first call starts loading
+    lazy models. Never calls a model."""
+    status, body, headers = await health_serving.readiness(services, model)
     return JSONResponse(body, status, headers=headers or None)
 
 

@@ -8,10 +8,14 @@ from llmserve.api.deps import Services
 from llmserve.errors import error_body
 
 
-async def readiness(services: Services) -> tuple[int, dict[str, Any], dict[str, str]]:
+async def readiness(
+    services: Services, model: str | None = None
+) -> tuple[int, dict[str, Any], dict[str, str]]:
     """(status, body, headers): 200 when ready, else 503 with an error object and a Retry-After.
-    The first call starts loading lazy models; nothing calls a model."""
-    managers = services.registry.managers
+    With ``model`` (a model group's name) only that group's local deployments count, so one broken
+    group does not take a replica that serves the others out of rotation. The first call starts
+    loading lazy models; nothing calls a model."""
+    managers = [m for m in services.registry.managers if model is None or m.deployment.name == model]
     dependencies = await services.health.check() if services.health else {}
     report = {"models": {m.deployment.name: m.state for m in managers}, "dependencies": dependencies}
     failed = [m for m in managers if m.state == "failed"]
