@@ -54,3 +54,12 @@ def test_a_missing_local_path_fails_the_start_naming_the_entry() -> None:
 
 def test_a_hub_id_is_not_refused_at_start() -> None:
     check_buildable(Settings(models=[{"name": "chat", "provider": "local", "model": "org/absent-model"}]))
+
+
+def test_a_hub_id_that_cannot_be_found_is_a_permanent_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(PermanentLoadError, match="models entry 'hub'"):
+        load_model(ModelDeployment(name="hub", model="llmserve-test/absent-model"))
