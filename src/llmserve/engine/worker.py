@@ -61,7 +61,7 @@ class LocalEngine:
     ) -> None:
         self.manager = manager
         self._max_queued = max_queued
-        self._request_timeout_s = request_timeout_s
+        self.request_timeout_s = request_timeout_s  # engine.request_timeout_seconds
         self._pending = 0
         self._scheduler = BatchScheduler(manager.deployment.name, max_batch_size, max_wait_ms / 1000)
 
@@ -78,7 +78,7 @@ class LocalEngine:
         try:
             async with self.manager.in_use() as loaded:
                 request = Request(loaded, prompt_ids, params, loop, asyncio.Queue(), loop.create_future())
-                request.deadline = time.monotonic() + self._request_timeout_s
+                request.deadline = time.monotonic() + self.request_timeout_s
                 self._scheduler.submit(request)
                 try:
                     while (item := await request.queue.get()) is not END:

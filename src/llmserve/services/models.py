@@ -261,6 +261,7 @@ def _build_provider(
             settings.engine.max_queued_requests,
             settings.engine.max_batch_size,
             settings.engine.max_wait_ms,
+            request_timeout_s=settings.engine.request_timeout_seconds,
         )
         provider: Provider = LocalProvider(deployment, engine)
         return provider
