@@ -1,4 +1,5 @@
-"""/docs and /redoc work without internet: their scripts and styles come from this server (issue 14, item 21)."""
+"""/docs and /redoc work without internet: their scripts and styles come from this server
+(issue 14, item 21)."""
 
 from __future__ import annotations
 
