@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import select
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from llmserve.config import ServerSettings
 from llmserve.server.http_limits import HttpLimits
 from llmserve.server.process import uvicorn_server_options
-from tests.live_server import free_port
-from tests.polling import wait_until
+from tests.e2e.api.uvicorn_thread import serve_in_thread
 
 pytestmark = pytest.mark.e2e
 
@@ -48,15 +45,7 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def serve(options: dict[str, Any]) -> Iterator[int]:
-    port = free_port()
-    config = uvicorn.Config(echo_app, port=port, lifespan="off", log_config=None, **options)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, within=10, interval=0.02, message="uvicorn did not start")
-    yield port
-    server.should_exit = True
-    thread.join(10)
+    yield from serve_in_thread(echo_app, lifespan="off", **options)
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,17 @@ How responses are written to the transport is in tests/unit/api/test_http_protoc
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from starlette.types import Receive, Scope, Send
 from websockets.sync.client import connect
 
 from llmserve.app import create_app
 from llmserve.config import load_settings
 from llmserve.server.http_protocol import H2cTolerantHttpToolsProtocol
-from tests.live_server import free_port
-from tests.polling import wait_until
+from tests.e2e.api.uvicorn_thread import serve_in_thread
 
 pytestmark = pytest.mark.e2e
 
@@ -55,22 +52,7 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
-    port = free_port()
-    config = uvicorn.Config(
-        echo_app,
-        port=port,
-        http=H2cTolerantHttpToolsProtocol,
-        ws="auto",
-        lifespan="off",
-        log_config=None,  # uvicorn's own config would detach its loggers from the root for later tests
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, within=10, interval=0.02, message="uvicorn did not start")
-    yield port
-    server.should_exit = True
-    thread.join(10)
+    yield from serve_in_thread(echo_app, http=H2cTolerantHttpToolsProtocol, ws="auto", lifespan="off")
 
 
 def exchange(port: int, *parts: bytes, answers: int = 1) -> list[bytes]:
@@ -183,16 +165,8 @@ def app_port(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
             {"name": "remote", "provider": "openai", "model": "gpt-x", "api_base": "http://127.0.0.1:9/v1"}
         ],
     )
-    port = free_port()
     http = H2cTolerantHttpToolsProtocol if request.param == "default" else "h11"
-    config = uvicorn.Config(create_app(settings), port=port, http=http, lifespan="on", log_config=None)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, within=30, interval=0.02, message="uvicorn did not start")
-    yield port
-    server.should_exit = True
-    thread.join(10)
+    yield from serve_in_thread(create_app(settings), start_within=30, http=http, lifespan="on")
 
 
 @pytest.mark.parametrize("path", ["/health", "/ready"])
