@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from llmserve.config import BUNDLED_MODEL_ID, EngineSettings, ModelDeployment
 from llmserve.engine.generation import Step, generate_steps
-from llmserve.engine.loader import LoadedModel, load_model
+from llmserve.engine.loader import LoadedModel
 from llmserve.engine.manager import ModelManager
 from llmserve.engine.sampling import SamplingParams
 from llmserve.engine.worker import LocalEngine
@@ -35,6 +35,8 @@ QUESTIONS = [
     "Can you explain why the sky is blue, in simple words, for a child of five years old, please?",
 ]
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -43,21 +45,6 @@ class Reply:
     completion_tokens: int
     first_at: float
     last_at: float
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """These tests check replies and their order, not speed. On a busy 2-core machine two intra-op
-    threads wait on each other at every kernel (50 s instead of 4 s for one test); one does not."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def loaded() -> LoadedModel:
-    return load_model(ModelDeployment(name=BUNDLED_MODEL_ID, model=BUNDLED_MODEL_ID))
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,12 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Iterator
 
 import pytest
-import torch
 
 from llmserve.config import BUNDLED_MODEL_ID, EngineSettings, ModelDeployment
 from llmserve.engine.generation import Step
-from llmserve.engine.loader import LoadedModel, load_model
+from llmserve.engine.loader import LoadedModel
 from llmserve.engine.manager import ModelManager
 from llmserve.engine.request import GenerationTimeout, Request
 from llmserve.engine.sampling import SamplingParams
@@ -24,18 +22,7 @@ from llmserve.engine.worker import DEFAULT_REQUEST_TIMEOUT_S, LocalEngine
 TIMEOUT_S = 0.3
 LONG = SamplingParams(max_tokens=400, ignore_eos=True)  # about 3 s of the bundled model, alone
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def loaded() -> LoadedModel:
-    return load_model(ModelDeployment(name=BUNDLED_MODEL_ID, model=BUNDLED_MODEL_ID))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def engine_for(loaded: LoadedModel, max_batch_size: int = 4) -> LocalEngine:
