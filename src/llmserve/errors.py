@@ -182,7 +182,9 @@ class GuardrailViolation(LLMServeError):
     code = "guardrail_violation"
 
     def __init__(self, message: str, *, rule: str, status_code: int = 400) -> None:
-        super().__init__(message, param=None)
+        # Every 413 the server sends carries one code, whichever limit fired (the body's bytes or a
+        # message's characters): a client handles "too large" once, not per rule.
+        super().__init__(message, param=None, code="request_too_large" if status_code == 413 else None)
         self.rule = rule
         self.status_code = status_code
 

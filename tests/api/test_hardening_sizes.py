@@ -33,6 +33,8 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         ("/v1/tokenize", {"prompt": LONG}),
         ("/v1/tokenize", {"messages": [{"role": "user", "content": LONG}]}),
         ("/v1/estimate", {"messages": [{"role": "user", "content": LONG}]}),
+        ("/chat/new/message/", {"prompt": LONG, "max_tokens": 2}),
+        ("/chat/stream", {"prompt": LONG, "max_tokens": 2}),
     ],
 )
 def test_a_message_over_max_message_chars_is_the_same_413_everywhere(
@@ -40,8 +42,25 @@ def test_a_message_over_max_message_chars_is_the_same_413_everywhere(
 ) -> None:
     response = small.post(path, json=body)
     assert response.status_code == 413, response.text
-    assert response.json()["error"]["code"] == "guardrail_violation"
+    assert response.json()["error"]["code"] == "request_too_large"
     assert "too long" in response.json()["error"]["message"]
+
+
+def test_the_event_source_route_takes_the_same_prompt_sizes_as_the_post_routes(small: TestClient) -> None:
+    # GET /chat/stream had its own 16,000-character cap (a 400) where the POST routes take up to
+    # max_message_chars; now the one rule answers both, and a URL is otherwise bounded by the head limit.
+    refused = small.get("/chat/stream", params={"prompt": LONG, "max_tokens": 2})
+    assert refused.status_code == 413, refused.text
+    assert refused.json()["error"]["code"] == "request_too_large"
+
+
+def test_a_body_over_the_byte_limit_has_the_same_code_as_a_message_over_the_character_limit(
+    small: TestClient,
+) -> None:
+    body = {"messages": [{"role": "user", "content": "x" * (5 * 1024 * 1024)}]}
+    response = small.post("/v1/chat/completions", json=body)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
 
 
 def test_tokenize_refuses_more_messages_than_chat_takes(small: TestClient) -> None:

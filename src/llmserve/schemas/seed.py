@@ -38,7 +38,9 @@ class SeedStreamRequest(SeedChatRequest):
 class SeedStreamQuery(BaseModel):
     """``GET /chat/stream`` query parameters (EventSource can only GET; no history in a URL)."""
 
-    prompt: str = Field(min_length=1, max_length=16_000)
+    # Its length: the guardrails' max_message_chars (413) as on the POST routes; a URL is bounded
+    # before that by the server's head limit (server.max_header_bytes, 431).
+    prompt: str = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
