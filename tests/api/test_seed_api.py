@@ -108,3 +108,23 @@ def test_simple_chat_shape(client: TestClient) -> None:
     assert set(body) == {"response", "model_used", "latency_ms", "cached"}
     assert body["model_used"] == "tiny-chat" and body["latency_ms"] > 0 and body["cached"] is False
     assert client.post("/chat", json={"message": ""}).status_code == 400
+
+
+def test_each_seed_path_answers_with_and_without_its_trailing_slash(client: TestClient) -> None:
+    # Without the alias FastAPI answered "/chat/new/message" with an empty 307, which a POST client
+    # does not follow: the message was lost with no error.
+    posted = client.post("/chat/new/message", json={"prompt": "hi", "max_tokens": 2}, follow_redirects=False)
+    assert posted.status_code == 200, posted.text
+    conversation = posted.json()["conversation_id"]
+    read = client.get("/chat/get/messages", params={"conversation_id": conversation}, follow_redirects=False)
+    assert read.status_code == 200 and len(read.json()["messages"]) == 2
+    streamed = client.post("/chat/stream/", json={"prompt": "hi", "max_tokens": 2}, follow_redirects=False)
+    assert streamed.status_code == 200 and sse_events(streamed.text)
+    got = client.get("/chat/stream/", params={"prompt": "hi", "max_tokens": 2}, follow_redirects=False)
+    assert got.status_code == 200 and sse_events(got.text)
+
+
+def test_the_slashless_aliases_stay_out_of_the_openapi_document(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/chat/new/message/" in paths and "/chat/new/message" not in paths
+    assert "/chat/stream" in paths and "/chat/stream/" not in paths

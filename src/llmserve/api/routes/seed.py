@@ -22,10 +22,14 @@ from llmserve.schemas.seed import (
 )
 
 router = APIRouter(prefix="/chat", tags=["seed chat"])
+# The seed documents spell these paths with a trailing slash, and clients drop it as often as not: both
+# spellings answer (a redirect would be an empty 307 that most HTTP clients do not follow for a POST).
+# The other spelling stays out of the OpenAPI document (include_in_schema=False).
 simple_router = APIRouter(tags=["seed chat"])
 
 
 @router.post("/new/message/", response_model=SeedChatResponse)
+@router.post("/new/message", response_model=SeedChatResponse, include_in_schema=False)
 async def post_message(
     body: SeedChatRequest, chat: ChatServiceDep, request: Request, response: Response
 ) -> SeedChatResponse:
@@ -35,6 +39,7 @@ async def post_message(
 
 
 @router.get("/get/messages/", response_model=StoredMessages)
+@router.get("/get/messages", response_model=StoredMessages, include_in_schema=False)
 async def get_messages(
     conversations: ConversationServiceDep,
     conversation_id: Annotated[str, Query(min_length=1, max_length=64)],
@@ -49,6 +54,7 @@ async def get_messages(
 
 
 @router.post("/stream")
+@router.post("/stream/", include_in_schema=False)
 async def stream_chat(body: SeedStreamRequest, chat: ChatServiceDep, request: Request) -> Response:
     """SSE: ``data: {"text": piece, "message_id"}`` per piece (stream=true) or one whole-text event."""
     ctx = convert.request_context(request)
@@ -56,6 +62,7 @@ async def stream_chat(body: SeedStreamRequest, chat: ChatServiceDep, request: Re
 
 
 @router.get("/stream")
+@router.get("/stream/", include_in_schema=False)
 async def stream_chat_get(
     query: Annotated[SeedStreamQuery, Query()], chat: ChatServiceDep, request: Request
 ) -> Response:
