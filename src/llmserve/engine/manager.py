@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from llmserve.config import ModelDeployment
 from llmserve.errors import ModelLoadFailed
+from llmserve.observability.context import note_model_load_wait
 
 if TYPE_CHECKING:
     from llmserve.engine.loader import LoadedModel
@@ -80,6 +81,13 @@ class ModelManager:
         if self._loaded is not None:
             return self._loaded
         self._raise_if_failed()
+        waiting_since = time.perf_counter()
+        try:
+            return await self._load_once()
+        finally:
+            note_model_load_wait(time.perf_counter() - waiting_since)
+
+    async def _load_once(self) -> LoadedModel:
         async with self._lock:
             self._raise_if_failed()  # the load this request waited for failed: once is enough
             if self._loaded is None:

@@ -11,3 +11,12 @@ request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 received_at_var: ContextVar[float | None] = ContextVar("received_at", default=None)
 # The model group a request resolved to, once the pipeline knows it: labels metrics and error logs.
 current_model: ContextVar[str] = ContextVar("llmserve_current_model", default="")
+# Seconds this request spent waiting for a local model to load outside any upstream call (the
+# context fitting in front of routing needs the loaded tokenizer): the gateway-overhead header leaves
+# it out, since loading a model is not llmserve's per-request cost. Waits inside an upstream call are
+# already upstream time; the router takes them back out of here (see routing/router.py).
+model_load_wait_var: ContextVar[float] = ContextVar("llmserve_model_load_wait", default=0.0)
+
+
+def note_model_load_wait(seconds: float) -> None:
+    model_load_wait_var.set(model_load_wait_var.get() + seconds)

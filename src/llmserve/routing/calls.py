@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from llmserve.errors import UpstreamError
+from llmserve.observability.context import model_load_wait_var
 from llmserve.routing.breaker import is_breaker_fault
 from llmserve.routing.deployment import Deployment
 from llmserve.routing.retry import is_client_error
@@ -128,7 +129,7 @@ class RoutedStream(AsyncIterator[StreamEvent]):
             return event
         if self._finished:
             raise StopAsyncIteration
-        started = self._clock()
+        started, load_wait_before = self._clock(), model_load_wait_var.get()
         try:
             event = await anext(self._iterator)
         except StopAsyncIteration:
@@ -140,6 +141,7 @@ class RoutedStream(AsyncIterator[StreamEvent]):
             raise
         finally:
             self._info.upstream_seconds += self._clock() - started
+            model_load_wait_var.set(load_wait_before)  # a load inside the stream is upstream time already
         self._observe(event)
         return event
 

@@ -24,6 +24,7 @@ from llmserve.errors import (
     RateLimited,
     UpstreamError,
 )
+from llmserve.observability.context import model_load_wait_var
 from llmserve.routing.calls import RoutedStream, call_complete, open_stream
 from llmserve.routing.complexity import ComplexityClassifier
 from llmserve.routing.deployment import Deployment
@@ -229,7 +230,7 @@ class Router:
             raise NoDeploymentAvailable(f"No deployment of '{run.group}' is available right now")
         primary, spares = order[chosen], order[chosen + 1 :]
         self._start(run, primary, info)
-        started = self._clock()
+        started, load_wait_before = self._clock(), model_load_wait_var.get()
         try:
             if self.settings.hedge_after_ms is None or not spares:
                 try:
@@ -242,6 +243,7 @@ class Router:
             return await self._hedged(run, primary, spares, info, call, errors)
         finally:
             info.upstream_seconds += self._clock() - started
+            model_load_wait_var.set(load_wait_before)  # a load inside the call is upstream time already
 
     async def _hedged(
         self,

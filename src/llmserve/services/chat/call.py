@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from llmserve.observability.context import model_load_wait_var
 from llmserve.request_context import RequestContext
 from llmserve.routing.route_info import RouteInfo
 from llmserve.services.chat.replay import StreamCollector
@@ -108,5 +109,7 @@ class ChatStream:
 
 
 def gateway_overhead_ms(route: RouteInfo, started: float) -> float:
-    """Time spent in llmserve itself: wall time so far minus waiting on providers (and backoff)."""
-    return max(0.0, (time.perf_counter() - started - route.upstream_seconds) * 1000)
+    """Time spent in llmserve itself: wall time so far minus waiting on providers (and backoff) and
+    on a local model's first load."""
+    waited = route.upstream_seconds + model_load_wait_var.get()
+    return max(0.0, (time.perf_counter() - started - waited) * 1000)

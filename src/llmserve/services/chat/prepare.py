@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llmserve.observability.context import current_model
+from llmserve.observability.context import current_model, model_load_wait_var
 from llmserve.observability.tracing import current_span, operation_name, request_attributes, span
 from llmserve.request_context import ANONYMOUS, RequestContext
 from llmserve.services.accounting import CacheLookup
@@ -48,6 +48,7 @@ async def prepare_chat(p: Pipeline, ask: ChatAsk, ctx: RequestContext | None, *,
     request = ChatInput(tuple(context), ask.options)
     group = p.registry.route_group(ask.model, request, ask.requirements)
     current_model.set(group)
+    model_load_wait_var.set(0.0)  # a batch worker answers many calls in one context: count this one's
     fitted, dropped = await p.accounting.fit(group, request, stored_history=stored_history)
     return ChatCall(
         ctx,
@@ -77,6 +78,7 @@ def prepare_text(
     request = TextInput(prompt, options)
     group = p.registry.route_group(model, request, None)
     current_model.set(group)
+    model_load_wait_var.set(0.0)
     return ChatCall(ctx, ctx.received_at or time.perf_counter(), group, request, stream)
 
 
