@@ -8,6 +8,7 @@ from typing import Any
 from llmserve.config import ModelDeployment
 from llmserve.engine.loader import LoadedModel
 from llmserve.engine.manager import ModelManager
+from llmserve.engine.offload import run_sized
 from llmserve.engine.sampling import SamplingParams
 from llmserve.engine.worker import LocalEngine
 from llmserve.errors import ContextLengthExceeded, InvalidRequest
@@ -29,7 +30,19 @@ def _plain_chat_prompt(messages: list[dict[str, str]]) -> str:
     return "\n".join([*lines, "assistant:"])
 
 
+def request_chars(request: GenerationInput) -> int:
+    if isinstance(request, ChatInput):
+        return sum(len(m.content) for m in request.messages)
+    return len(request.prompt)
+
+
+async def prompt_ids(loaded: LoadedModel, request: GenerationInput) -> list[int]:
+    """``render_prompt_ids`` off the event loop once the input is large (engine/offload.py)."""
+    return await run_sized(request_chars(request), render_prompt_ids, loaded, request)
+
+
 def render_prompt_ids(loaded: LoadedModel, request: GenerationInput) -> list[int]:
+    """Blocking (seconds for megabytes of text): from a coroutine, call ``prompt_ids``."""
     tokenizer = loaded.tokenizer
     if isinstance(request, ChatInput):
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
@@ -38,8 +51,15 @@ def render_prompt_ids(loaded: LoadedModel, request: GenerationInput) -> list[int
             if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # some tokenizers return an encoding
                 ids = ids["input_ids"]
             return [int(token) for token in ids]
-        return list(tokenizer(_plain_chat_prompt(messages))["input_ids"])
-    return list(tokenizer(request.prompt)["input_ids"]) or _start_ids(tokenizer)
+        return _encode(tokenizer, _plain_chat_prompt(messages))
+    return _encode(tokenizer, request.prompt) or _start_ids(tokenizer)
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    # The ids only: every further list (attention mask, type ids) is built holding the GIL, which
+    # for a megabyte prompt stalls the event loop even from a worker thread.
+    encoded = tokenizer(text, return_attention_mask=False, return_token_type_ids=False)
+    return list(encoded["input_ids"])
 
 
 def _start_ids(tokenizer: Any) -> list[int]:
@@ -67,7 +87,7 @@ class LocalProvider:
         return self.engine.pending
 
     async def count_tokens(self, request: GenerationInput) -> int:
-        return len(render_prompt_ids(await self.engine.manager.get(), request))
+        return len(await prompt_ids(await self.engine.manager.get(), request))
 
     async def complete(self, request: GenerationInput) -> Completion:
         texts: dict[int, list[str]] = {}
@@ -86,17 +106,17 @@ class LocalProvider:
     async def stream(self, request: GenerationInput) -> AsyncIterator[StreamEvent]:
         self._check_supported(request.options)
         loaded = await self.engine.manager.get()
-        prompt_ids = render_prompt_ids(loaded, request)
-        max_tokens = self._fit_max_tokens(len(prompt_ids), request.options, loaded.context_window)
+        ids = await prompt_ids(loaded, request)
+        max_tokens = self._fit_max_tokens(len(ids), request.options, loaded.context_window)
         completion_tokens = 0
         for index in range(request.options.n):
             params = self._sampling_params(request.options, max_tokens, index)
-            async for step in self.engine.stream(prompt_ids, params):
+            async for step in self.engine.stream(ids, params):
                 completion_tokens += 0 if step.finish_reason is None else step.completion_tokens
                 if step.text or step.finish_reason is not None:
                     finish = None if step.finish_reason is None else step.finish_reason
                     yield Delta(index, step.text, finish)
-        yield Usage(prompt_tokens=len(prompt_ids), completion_tokens=completion_tokens)
+        yield Usage(prompt_tokens=len(ids), completion_tokens=completion_tokens)
 
     def _check_supported(self, options: GenerationOptions) -> None:
         if options.tools:

@@ -119,9 +119,9 @@ async def _token_ids(
         return await provider.token_ids(request)
     if isinstance(provider, LocallyManaged) and deployment.provider == "local":
         # Imported here: it pulls in torch, which a gateway-only install does not have.
-        from llmserve.providers.local import render_prompt_ids
+        from llmserve.providers.local import prompt_ids
 
-        return render_prompt_ids(await provider.manager.get(), request)
+        return await prompt_ids(await provider.manager.get(), request)
     return None
 
 
