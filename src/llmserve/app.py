@@ -23,7 +23,7 @@ from llmserve.api.docs import include_docs
 from llmserve.api.errors import install_error_handlers
 from llmserve.api.middleware import BodySizeLimitMiddleware, JsonBodyMiddleware, RequestIdMiddleware
 from llmserve.api.openapi import document_hot_routes
-from llmserve.api.routes import admin, batches, files, health, jobs, keys, openai, seed, tokens, ws
+from llmserve.api.routes import admin, anthropic, batches, files, health, jobs, keys, openai, seed, tokens, ws
 from llmserve.api.routes import metrics as metrics_routes
 from llmserve.config import Settings
 from llmserve.jobs.wiring import build_jobs
@@ -40,7 +40,7 @@ from llmserve.services.conversations import ConversationService
 from llmserve.services.health import DependencyChecks
 from llmserve.services.keys import KeyService
 from llmserve.services.models import LocallyManaged, ModelRegistry
-from llmserve.services.usage import UsageLedger
+from llmserve.services.usage import UsageLedger, journal_dir_for
 from llmserve.storage.db import Database
 
 if TYPE_CHECKING:
@@ -67,7 +67,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = ModelRegistry.from_settings(settings, upstream_http, metrics=metrics)
         stack.push_async_callback(registry.close)
         await database.upgrade()
-        usage = UsageLedger(database, settings.usage)
+        usage = UsageLedger(database, settings.usage, journal_dir=journal_dir_for(settings))
+        await usage.recover()  # rows journaled by processes that died: in the ledger before budgets seed
         usage.start()
         stack.push_async_callback(usage.close)  # rows still waiting are written before the database goes
         accounting = Accounting.build(settings, registry, usage, metrics=metrics)
@@ -206,8 +207,10 @@ def _include_routes(app: FastAPI) -> None:
         app.include_router(router, dependencies=[Depends(authenticate)])
     # First in the router, so the hot POSTs match at the first try; they authenticate as they read
     # their bodies (api/body.py).
-    app.router.routes[0:0] = openai.hot_routes
-    document_hot_routes(app, openai.hot_routes)
+    hot_routes = [*openai.hot_routes, *anthropic.hot_routes]
+    app.router.routes[0:0] = hot_routes
+    document_hot_routes(app, hot_routes)
+    app.router.routes.extend(anthropic.routes)
     app.include_router(health.router)
     app.include_router(metrics_routes.router)
     for router in (admin.router, keys.router):
