@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from llmserve.config.base import StrictModel
@@ -11,6 +13,10 @@ class UsageSettings(StrictModel):
     flush_interval_seconds: float = Field(1.0, gt=0, description="Ledger rows are written this often")
     batch_size: int = Field(100, gt=0, description="... or as soon as this many are waiting")
     max_pending: int = Field(100_000, gt=0, description="Beyond it, requests wait for the writer")
+    # The outbox (services/usage_journal.py): each row is appended to a per-process file before the
+    # answer leaves, so a crash between two writes loses no row; the next start inserts what is left.
+    journal: bool = Field(True, description="Journal each row to a file before the answer is sent")
+    journal_dir: Path | None = Field(None, description="Default: usage-journal/ in data_dir (local disk)")
 
 
 class LimitRule(StrictModel):

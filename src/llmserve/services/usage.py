@@ -1,10 +1,14 @@
 """The usage ledger: every upstream call recorded off the request path, written in batches.
 
-``record`` only appends to an in-memory buffer; a background writer inserts the buffer in batches
-(one multi-row INSERT per transaction) every ``flush_interval_seconds``, or as soon as ``batch_size``
-rows wait. When ``max_pending`` rows wait, ``record`` waits for the writer instead of dropping data
-(back-pressure). A failed write keeps its rows and is retried on the next interval, so nothing is
-lost unless the process dies; ``close`` writes what is left, within a timeout.
+``record`` appends to an in-memory buffer and, with a journal (``usage.journal``, on by default),
+to this process's journal file (services/usage_journal.py) before it returns, that is before the
+answer it bills is sent: a process killed between two writes loses no row, the next start inserts
+what the journal still holds (``recover``). A background writer inserts the buffer in batches (one
+multi-row INSERT per transaction) every ``flush_interval_seconds``, or as soon as ``batch_size`` rows
+wait, and empties the journal once the database has every row in it. When ``max_pending`` rows wait,
+``record`` waits for the writer instead of dropping data (back-pressure). A failed write keeps its
+rows and is retried on the next interval; ``close`` writes what is left, within a timeout, and
+leaves what it could not write in the journal.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from llmserve.config import UsageSettings
+from llmserve.config import Settings, UsageSettings
 from llmserve.errors import InvalidRequest
+from llmserve.services.usage_journal import UsageJournal
 from llmserve.storage.db import Database
 from llmserve.storage.repositories import (
     CacheStatus,
@@ -36,6 +42,14 @@ logger = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 10.0
 REJECTED_KEPT = 1000
+JOURNAL_DIRNAME = "usage-journal"
+
+
+def journal_dir_for(settings: Settings) -> Path | None:
+    """Where this server's usage journals live: ``usage.journal_dir``, else in the data dir."""
+    if not settings.usage.journal:
+        return None
+    return settings.usage.journal_dir or settings.data_dir / JOURNAL_DIRNAME
 
 
 def _as_utc(moment: datetime | None) -> datetime | None:
@@ -56,9 +70,15 @@ class UsageLedger:
     """Owns the buffer, the writer task and the write transactions. Built and closed by the lifespan."""
 
     def __init__(
-        self, db: Database, settings: UsageSettings, *, close_timeout_s: float = CLOSE_TIMEOUT_S
+        self,
+        db: Database,
+        settings: UsageSettings,
+        *,
+        close_timeout_s: float = CLOSE_TIMEOUT_S,
+        journal_dir: Path | None = None,
     ) -> None:
         self._db = db
+        self._journal = UsageJournal(journal_dir) if journal_dir is not None else None
         self._close_timeout_s = close_timeout_s
         self._interval = settings.flush_interval_seconds
         self._batch_size = settings.batch_size
@@ -86,13 +106,16 @@ class UsageLedger:
             self._writer = asyncio.create_task(self._run(), name="usage-ledger-writer")
 
     async def record(self, record: UsageRecord) -> None:
-        """Queue one row. O(1) and never suspends unless ``max_pending`` rows already wait.
+        """Queue and journal one row. O(1) and never suspends unless ``max_pending`` rows already wait.
 
-        The row is queued before any wait, so a caller cancelled while waiting loses nothing.
+        The row is queued and journaled before any wait, so a caller cancelled while waiting loses
+        nothing, and journaled before this returns, so before the caller sends the answer.
         """
         pending = self._pending
         pending.append(record)
         self._accepted += 1
+        if self._journal is not None:
+            self._journal.append(record, self._accepted)
         if len(pending) >= self._batch_size:
             self._wake.set()
             if len(pending) >= self._max_pending:
@@ -104,6 +127,36 @@ class UsageLedger:
         async with self._write_lock:
             while self._written < goal and self._pending:
                 await self._write_batch()
+
+    async def recover(self) -> int:
+        """Insert the rows journaled by processes that died before writing them; call at start.
+
+        Returns how many rows the journals held (rows the database already has are skipped). If the
+        database refuses, the journal is kept for the next start and the rows wait in the buffer.
+        """
+        if self._journal is None:
+            return 0
+        recovered = 0
+        for orphan in self._journal.orphans():
+            self._pending.extend(orphan.records)  # not journaled again: the orphan file still has them
+            self._accepted += len(orphan.records)
+            try:
+                await self.flush()
+            except Exception as exc:
+                orphan.release()
+                logger.error(
+                    "Usage ledger: recovering %s failed, kept for the next start: %s", orphan.path, exc
+                )
+                break
+            orphan.remove()
+            recovered += len(orphan.records)
+            if orphan.records:
+                logger.warning(
+                    "Usage ledger: %d rows recovered from %s (its process stopped before writing them)",
+                    len(orphan.records),
+                    orphan.path,
+                )
+        return recovered
 
     async def report(
         self,
@@ -147,6 +200,8 @@ class UsageLedger:
                 self._writer.cancel()
                 await asyncio.gather(self._writer, return_exceptions=True)
                 self._writer = None
+            if self._journal is not None:  # rows recorded after this go to a new file, for the next start
+                self._journal.close(everything_committed=self.pending == 0)
             self._room.set()  # recorders still waiting now write for themselves
 
     async def _wait_for_room(self) -> None:
@@ -194,6 +249,8 @@ class UsageLedger:
             pending.extendleft(reversed(batch))  # back at the head, in order, for the next try
             raise
         self._written += len(batch)
+        if self._journal is not None:
+            self._journal.committed(self._written, self._accepted)
         if len(pending) < self._max_pending:
             self._room.set()
 

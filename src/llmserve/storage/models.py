@@ -44,6 +44,7 @@ MESSAGE_ID_LENGTH = 32
 REQUEST_ID_LENGTH = 128
 NAME_LENGTH = 255
 PROVIDER_LENGTH = 64
+ENTRY_ID_LENGTH = 32  # a usage row's id: 32 hex
 KEY_ID_LENGTH = 32
 KEY_HASH_LENGTH = 64  # sha256, hex
 KEY_PREFIX_LENGTH = 16
@@ -178,6 +179,10 @@ class UsageLedgerRow(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     tokens_estimated: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[str] = mapped_column(String(16))
+    # The row's identity from the moment it is recorded (services/usage_journal.py): a row recovered
+    # from a journal after a crash, or retried after a commit whose answer was lost, is inserted once.
+    # NULL on rows written before revision 0006.
+    entry_id: Mapped[str | None] = mapped_column(String(ENTRY_ID_LENGTH), index=True, unique=True)
 
     def __repr__(self) -> str:
         return f"UsageLedgerRow(id={self.id!r}, model={self.model!r}, cost_usd={self.cost_usd!r})"
