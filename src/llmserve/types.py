@@ -23,6 +23,22 @@ class ChatMessage:
 
 
 @dataclass(frozen=True)
+class NativeRequest:
+    """A client's own body, for an upstream that speaks the client's protocol (``protocol``).
+
+    ``messages`` are the chat messages the surface translated from ``body``: a provider sends ``body``
+    as it came only while the request still carries exactly those (the input guardrails or context
+    fitting may have rewritten them), and translates the request otherwise. ``headers`` are the
+    client's protocol headers (e.g. ``anthropic-beta``), forwarded either way.
+    """
+
+    protocol: str
+    body: dict[str, Any]
+    messages: tuple[ChatMessage, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class GenerationOptions:
     max_tokens: int | None = None
     temperature: float = 1.0
@@ -42,6 +58,8 @@ class GenerationOptions:
     logprobs: bool = False
     # Extension (as in vLLM): keep generating past EOS, for benchmarks that need fixed-length replies.
     ignore_eos: bool = False
+    # The client's body, for a provider of the same protocol (fields the pipeline does not own).
+    native: NativeRequest | None = None
 
 
 @dataclass(frozen=True)
