@@ -36,6 +36,7 @@ class NativeRequest:
     body: dict[str, Any]
     messages: tuple[ChatMessage, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
+    translatable: bool = True  # False: ``body`` holds what ``messages`` cannot say (images, ...)
 
 
 @dataclass(frozen=True)
