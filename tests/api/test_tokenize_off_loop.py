@@ -15,6 +15,7 @@ import pytest
 from llmserve.app import create_app
 from llmserve.config import load_settings
 from llmserve.engine import offload
+from llmserve.errors import Overloaded
 from tests.e2e.api.uvicorn_thread import serve_in_thread
 
 # 16 messages just under the default max_message_chars (200,000): about 3.2 MB, inside the 4 MB body
@@ -83,3 +84,12 @@ def test_a_short_prompt_is_tokenized_inline_and_a_long_one_in_the_pool() -> None
     asyncio.run(offload.run_sized(offload.INLINE_CHARS + 1, work))
     assert calls[0] == threading.main_thread().name
     assert calls[1].startswith("llmserve-tokenize")
+
+
+def test_past_the_pools_backlog_a_large_input_is_shed_with_503(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A flood of large prompts must not queue minutes of work, each holding its body in memory.
+    monkeypatch.setattr(offload, "_in_pool", offload.POOL_THREADS + offload.MAX_WAITING)
+    with pytest.raises(Overloaded) as refused:
+        asyncio.run(offload.run_sized(offload.INLINE_CHARS + 1, str))
+    assert refused.value.status_code == 503 and refused.value.retry_after == 1
+    assert asyncio.run(offload.run_sized(10, str, "small")) == "small"  # small ones never wait

@@ -4,7 +4,9 @@ A 4 MB prompt takes the bundled tokenizer about 6 s of CPU on this class of mach
 it stalls every other request (``/health`` answered after 3 to 8 s while three clients sent such
 bodies). The tokenizers release the GIL for most of that work, so a worker thread leaves the loop
 free. The pool is small and fixed: more large prompts than workers wait in its queue, off the loop,
-instead of taking more CPU from the requests that are being answered.
+instead of taking more CPU from the requests that are being answered; past ``MAX_WAITING`` waiting
+ones a new large prompt gets 503 ``overloaded`` with Retry-After at once, so a flood of them holds a
+bounded amount of memory (each waiting one keeps its body) and cannot queue work for minutes.
 
 Small inputs, the common case, stay inline: a short chat renders in about 0.3 ms, while a hop to a
 thread and back costs about as much again and adds latency to every request.
@@ -18,6 +20,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from llmserve.errors import Overloaded
+
 T = TypeVar("T")
 
 # Two workers: this is CPU work, and a server with more large prompts than cores gains nothing by
@@ -25,8 +29,12 @@ T = TypeVar("T")
 POOL_THREADS = 2
 # Text up to this size (characters, all messages together) is tokenized inline, well under 5 ms.
 INLINE_CHARS = 16 * 1024
+# Large inputs queued or running at once; a 4 MB one takes seconds, so more would wait longer than a
+# client's patience while each holds its body in memory.
+MAX_WAITING = 16
 
 _pool: ThreadPoolExecutor | None = None
+_in_pool = 0  # read and changed on event-loop threads only, never in the workers
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -38,8 +46,15 @@ def _executor() -> ThreadPoolExecutor:
 
 async def run_blocking(work: Callable[..., T], *args: object) -> T:
     """``work(*args)`` in the tokenizer pool; a cancelled caller's work is dropped if not begun."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_executor(), functools.partial(work, *args))
+    global _in_pool
+    if _in_pool >= POOL_THREADS + MAX_WAITING:
+        raise Overloaded("Too many large prompts are being tokenized right now; retry shortly")
+    _in_pool += 1
+    try:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_executor(), functools.partial(work, *args))
+    finally:
+        _in_pool -= 1
 
 
 async def run_sized(chars: int, work: Callable[..., T], *args: object) -> T:
