@@ -210,6 +210,7 @@ def _include_routes(app: FastAPI) -> None:
     hot_routes = [*openai.hot_routes, *anthropic.hot_routes]
     app.router.routes[0:0] = hot_routes
     document_hot_routes(app, hot_routes)
+    anthropic.document(app)  # Anthropic's error body on its routes
     app.router.routes.extend(anthropic.routes)
     app.include_router(health.router)
     app.include_router(metrics_routes.router)

@@ -139,7 +139,45 @@ def translate_tool_choice(choice: str | dict[str, Any]) -> Block:
     return {"type": mapped}
 
 
+# The client's protocol headers an Anthropic upstream gets as they came (the version it speaks, the
+# betas it opted into); its credentials and everything else are the deployment's own.
+FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+
+
+def native_payload(
+    deployment: ModelDeployment, request: GenerationInput, stream: bool
+) -> dict[str, Any] | None:
+    """The client's Messages body as it came, with this deployment's model, where the request still
+    holds exactly the messages translated from it; None where it must be translated."""
+    native = request.options.native
+    if native is None or native.protocol != "anthropic" or not isinstance(request, ChatInput):
+        return None
+    if request.messages != native.messages:
+        if not native.translatable:
+            raise InvalidRequest(
+                f"Model '{deployment.name}': the request's images or other non-text blocks cannot be sent "
+                "once the input guardrails or the context fit rewrote its messages",
+                param="messages",
+            )
+        return None
+    payload = {k: v for k, v in native.body.items() if k != "stream"}
+    payload["model"] = deployment.model
+    payload["max_tokens"] = request.options.max_tokens or payload.get("max_tokens")
+    if stream:
+        payload["stream"] = True
+    return payload
+
+
+def forwarded_headers(request: GenerationInput) -> dict[str, str]:
+    native = request.options.native
+    if native is None or native.protocol != "anthropic":
+        return {}
+    return {name: value for name, value in native.headers if name in FORWARDED_HEADERS}
+
+
 def build_payload(deployment: ModelDeployment, request: GenerationInput, stream: bool) -> dict[str, Any]:
+    if (native := native_payload(deployment, request, stream)) is not None:
+        return native
     options = request.options
     check_supported(options, deployment.name)
     if isinstance(request, ChatInput):
@@ -302,8 +340,9 @@ class AnthropicProvider:
 
     async def complete(self, request: GenerationInput) -> Completion:
         payload = build_payload(self.deployment, request, stream=False)
+        headers = {**self._headers, **forwarded_headers(request)}
         body = await self._http.post_json(
-            self._url, payload, self._headers, timeouts=self._timeouts, deployment=self.deployment_id
+            self._url, payload, headers, timeouts=self._timeouts, deployment=self.deployment_id
         )
         return parse_completion(body, self.deployment_id)
 
@@ -311,8 +350,9 @@ class AnthropicProvider:
         payload = build_payload(self.deployment, request, stream=True)
         # aclosing makes leaving early (a client's cancel) close the upstream connection at once
         # rather than at garbage collection.
+        headers = {**self._headers, **forwarded_headers(request)}
         events = self._http.stream_sse(
-            self._url, payload, self._headers, timeouts=self._timeouts, deployment=self.deployment_id
+            self._url, payload, headers, timeouts=self._timeouts, deployment=self.deployment_id
         )
         translator = StreamTranslator(self.deployment_id)
         async with aclosing(events):

@@ -12,7 +12,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import BaseModel
+from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,6 +22,7 @@ from llmserve.api.auth import principal_of
 from llmserve.api.body import authenticated_body
 from llmserve.api.deps import services_of
 from llmserve.api.hot_route import HotRoute
+from llmserve.api.openapi import REF_TEMPLATE
 from llmserve.api.serving import anthropic_messages
 from llmserve.api.serving.anthropic_errors import reshaped_error
 from llmserve.observability.context import request_id_var
@@ -66,24 +67,63 @@ def anthropic_errors(endpoint: Endpoint) -> Endpoint:
 
 
 class AnthropicRoute(HotRoute):
-    """A hot route documented with Anthropic's error body and, where it streams, its event stream."""
+    """A hot route whose errors are Anthropic's."""
 
-    def __init__(self, path: str, endpoint: Endpoint, *, streams: bool, **kwargs: Any) -> None:
+    def __init__(self, path: str, endpoint: Endpoint, **kwargs: Any) -> None:
         super().__init__(path, anthropic_errors(endpoint), **kwargs)
-        self.streams = streams
 
-    def operation(self, ref: Callable[[type[BaseModel]], dict[str, Any]]) -> dict[str, Any]:
-        operation = super().operation(ref)
-        ok = operation["responses"]["200"]
-        if self.streams:
-            ok["description"] = "The message (Anthropic's event stream when the body asks to stream)"
-        else:
-            ok["description"] = "The count"
-            del ok["content"]["text/event-stream"]
-        error = {"application/json": {"schema": ref(AnthropicErrorResponse)}}
-        for status, description in _ERROR_STATUSES.items():
-            operation["responses"][status] = {"description": description, "content": error}
-        return operation
+
+def document(app: FastAPI) -> None:
+    """Lists these routes' errors with Anthropic's body and statuses, and their stream as Anthropic's
+    events, over the document ``api/openapi.py`` builds (which words every other route's)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        spec = build()
+        schema = AnthropicErrorResponse.model_json_schema(ref_template=REF_TEMPLATE)
+        spec["components"]["schemas"].update(schema.pop("$defs", {}))
+        spec["components"]["schemas"][AnthropicErrorResponse.__name__] = schema
+        for route in hot_routes:
+            _describe(spec["paths"][route.path]["post"]["responses"], streams=route.path == "/v1/messages")
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _describe(responses: dict[str, Any], *, streams: bool) -> None:
+    ref = {"$ref": REF_TEMPLATE.format(model=AnthropicErrorResponse.__name__)}
+    for status in [status for status in responses if status != "200"]:
+        del responses[status]
+    for status, description in _ERROR_STATUSES.items():
+        responses[status] = {"description": description, "content": {"application/json": {"schema": ref}}}
+    content = responses["200"]["content"]
+    if streams:
+        content["text/event-stream"] = {"schema": _STREAM_EVENT}
+    else:
+        content.pop("text/event-stream", None)
+
+
+# One event of the stream: "event: <type>" and "data: <JSON of the same type>".
+_STREAM_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {
+            "type": "string",
+            "enum": [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop",
+                "ping",
+                "error",
+            ],
+        },
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
 
 
 def _tokens(request: Request) -> TokenService:
@@ -98,17 +138,20 @@ def _tokens(request: Request) -> TokenService:
 async def create_message(request: Request) -> Response:
     """Anthropic's Messages API: a message, or its event stream with ``"stream": true``."""
     body = await authenticated_body(request, AnthropicMessagesRequest)
-    chat = services_of(request).chat
-    ctx = anthropic_messages.context(request)
+    services = services_of(request)
+    ask, ctx = await anthropic_messages.ask(request, body, services.registry, services.settings)
     if body.stream:
-        return (await anthropic_messages.stream(chat, _tokens(request), body, ctx)).response()
-    return (await anthropic_messages.answer(chat, body, ctx)).response()
+        return (await anthropic_messages.stream(services.chat, _tokens(request), ask, ctx)).response()
+    return (await anthropic_messages.answer(services.chat, ask, ctx)).response()
 
 
 async def count_message_tokens(request: Request) -> Response:
     """The input tokens a Messages request would use (the model's tokenizer where it is local)."""
     body = await authenticated_body(request, AnthropicCountTokensRequest)
-    counted = await anthropic_messages.count_tokens(_tokens(request), body)
+    services = services_of(request)
+    counted = await anthropic_messages.count_tokens(
+        _tokens(request), body, services.registry, services.settings
+    )
     return Response(AnthropicCountTokensResponse(**counted).model_dump_json(), media_type="application/json")
 
 
@@ -121,7 +164,6 @@ hot_routes = [
     AnthropicRoute(
         "/v1/messages",
         create_message,
-        streams=True,
         body=AnthropicMessagesRequest,
         response=AnthropicMessageResponse,
         tags=["anthropic"],
@@ -130,7 +172,6 @@ hot_routes = [
     AnthropicRoute(
         "/v1/messages/count_tokens",
         count_message_tokens,
-        streams=False,
         body=AnthropicCountTokensRequest,
         response=AnthropicCountTokensResponse,
         tags=["anthropic"],

@@ -16,13 +16,15 @@ import orjson
 from starlette.requests import Request
 
 from llmserve.api.serving import anthropic_convert as convert
+from llmserve.api.serving import anthropic_native as native
 from llmserve.api.serving import anthropic_stream
 from llmserve.api.serving.convert import request_context
 from llmserve.api.serving.replies import JsonReply, StreamReply, answer_headers, stream_headers
-from llmserve.errors import InvalidRequest
+from llmserve.config import Settings
 from llmserve.request_context import RequestContext
 from llmserve.schemas.anthropic import AnthropicConversation, AnthropicMessagesRequest
 from llmserve.services.chat import ChatAsk, ChatResult, ChatService
+from llmserve.services.models import ModelRegistry
 from llmserve.services.tokens import TokenService
 from llmserve.types import ChatMessage
 
@@ -38,42 +40,45 @@ def context(request: Request) -> RequestContext:
     return ctx
 
 
-def refuse_untranslatable(body: AnthropicConversation) -> None:
-    if (where := convert.untranslatable(body)) is not None:
-        raise InvalidRequest(
-            f"Model '{body.model}' does not accept this content ({where}): only text, tool_use and "
-            "tool_result blocks and custom tools are served by its deployments",
-            param=where,
-        )
+async def ask(
+    request: Request, body: AnthropicMessagesRequest, registry: ModelRegistry, settings: Settings
+) -> tuple[ChatAsk, RequestContext]:
+    """The pipeline's question, with the client's own body where an Anthropic deployment may answer."""
+    where = native.reach(registry, settings, body.model)
+    translatable = native.check_content(body, where)
+    messages = convert.chat_messages(body)
+    options = convert.options(body)
+    if where.any_anthropic:
+        raw = orjson.loads(await request.body())  # the body as sent, every field the schema lets by
+        carried = native.native_request(raw, messages, request.headers, translatable)
+        options = dataclasses.replace(options, native=carried)
+    ctx = native.cache_safe(context(request), body, translatable)
+    return ChatAsk(messages, options, model=body.model), ctx
 
 
-def _ask(body: AnthropicMessagesRequest) -> ChatAsk:
-    refuse_untranslatable(body)
-    return ChatAsk(convert.chat_messages(body), convert.options(body), model=body.model)
-
-
-async def answer(chat: ChatService, body: AnthropicMessagesRequest, ctx: RequestContext) -> JsonReply:
-    result = await chat.answer(_ask(body), ctx)
+async def answer(chat: ChatService, question: ChatAsk, ctx: RequestContext) -> JsonReply:
+    result = await chat.answer(question, ctx)
     return JsonReply(message_body(result), answer_headers(result))
 
 
 async def stream(
-    chat: ChatService, tokens: TokenService, body: AnthropicMessagesRequest, ctx: RequestContext
+    chat: ChatService, tokens: TokenService, question: ChatAsk, ctx: RequestContext
 ) -> StreamReply:
-    ask = _ask(body)
-    started = await chat.open_stream(ask, ctx)
+    started = await chat.open_stream(question, ctx)
     # message_start carries the prompt's tokens before any are generated: the group's own count
     # (the tokenizer of a local model; the provider's estimate for a remote one, which the real
     # count in message_delta then replaces).
-    counted = await tokens.tokenize(started.route.group, messages=ask.messages)
+    counted = await tokens.tokenize(started.route.group, messages=question.messages)
     events = anthropic_stream.message_events(started, counted.token_count)
     return StreamReply(events, stream_headers(started))
 
 
-async def count_tokens(tokens: TokenService, body: AnthropicConversation) -> dict[str, int]:
+async def count_tokens(
+    tokens: TokenService, body: AnthropicConversation, registry: ModelRegistry, settings: Settings
+) -> dict[str, int]:
     """What the prompt would count as input tokens. Anthropic counts the tool definitions too; here they
     are counted as the JSON text the upstream receives, in one extra system message."""
-    refuse_untranslatable(body)
+    native.check_content(body, native.reach(registry, settings, body.model))
     convert.openai_tool_choice(body.tool_choice)  # 400 for what messages would refuse
     messages = convert.chat_messages(body)
     if body.tools:
