@@ -81,8 +81,10 @@ async def ledgers() -> AsyncIterator[list[UsageLedger]]:
         await ledger.close()
 
 
-def started(made: list[UsageLedger], db: Database, usage: UsageSettings, **kwargs: float) -> UsageLedger:
-    ledger = UsageLedger(db, usage, **kwargs)
+def started(
+    made: list[UsageLedger], db: Database, usage: UsageSettings, close_timeout_s: float = 10.0
+) -> UsageLedger:
+    ledger = UsageLedger(db, usage, close_timeout_s=close_timeout_s)
     ledger.start()
     made.append(ledger)
     return ledger

@@ -127,6 +127,15 @@ async def test_over_long_strings_are_clipped_not_refused(database: Database) -> 
     assert max(len(r.model or "") for r in rows) == 255
 
 
+async def test_a_row_already_there_is_skipped_not_doubled(database: Database) -> None:
+    # A journal replayed after a crash may hold rows committed just before it: same entry id, once.
+    first, second = usage(cost="0.1"), usage(cost="0.2")
+    await _add(database, first)
+    await _add(database, first, second, second)
+    [row] = await _report(database)
+    assert (row.requests, row.cost_usd) == (2, Decimal("0.3"))
+
+
 async def test_float_costs_are_refused(database: Database) -> None:
     bad = UsageRecord("req", "gpt", "d", "openai", 1, 1, 0.1, 1.0)  # type: ignore[arg-type]
     with pytest.raises(StatementError, match="Decimal"):
