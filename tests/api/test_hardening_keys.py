@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from llmserve.app import create_app
+from llmserve.config import load_settings
 from tests.api.test_auth import AS_MASTER, assert_error, create_key, secured
 
 __all__ = ["secured"]  # the fixture, shared with test_auth.py
@@ -59,3 +64,25 @@ def test_the_edges_of_the_documented_ranges_round_trip(secured: TestClient) -> N
     [listed] = [key for key in listing.json()["data"] if key["id"] == created["id"]]
     assert (listed["rpm"], listed["max_budget_usd"]) == (2**31 - 1, 900_000_000)
     assert listed["metadata"] == _nested(8)
+
+
+def test_a_key_stored_before_the_metadata_bounds_does_not_break_the_listing(tmp_path: Path) -> None:
+    # Before the bounds, metadata nested 300 deep was stored as given; every GET /admin/keys then
+    # answered 500 (the JSON encoder gives up at depth) until someone edited the database by hand.
+    master = "master-key-legacy-metadata-0123456789"
+    headers = {"authorization": f"Bearer {master}"}
+    settings = load_settings(data_dir=str(tmp_path), master_key=master)
+    with TestClient(create_app(settings)) as client:
+        made = client.post("/admin/keys", json={"name": "legacy"}, headers=headers).json()
+    with sqlite3.connect(next(tmp_path.glob("*.db"))) as db:
+        db.execute("UPDATE api_keys SET metadata = ?", (json.dumps(_nested(300)),))
+    with TestClient(create_app(settings)) as client:
+        listing = client.get("/admin/keys", headers=headers)
+        assert listing.status_code == 200, listing.text
+        shown = client.get(f"/admin/keys/{made['id']}", headers=headers).json()["metadata"]
+        assert "out of bounds" in shown["llmserve_note"]
+        assert client.get("/v1/models", headers={"authorization": f"Bearer {made['key']}"}).status_code == 200
+        repaired = client.patch(
+            f"/admin/keys/{made['id']}", json={"metadata": {"team": "a"}}, headers=headers
+        )
+        assert repaired.status_code == 200 and repaired.json()["metadata"] == {"team": "a"}
