@@ -228,7 +228,7 @@ async def test_a_text_stream_is_anthropics_event_sequence_with_real_usage() -> N
 
 
 async def test_streamed_tool_calls_become_tool_use_blocks_with_input_json_deltas() -> None:
-    fragments = [
+    fragments: list[StreamEvent | Exception] = [
         Delta(0, "Let me check."),
         Delta(
             0,
@@ -259,7 +259,7 @@ async def test_streamed_tool_calls_become_tool_use_blocks_with_input_json_deltas
 
 async def test_a_failure_after_the_first_byte_is_an_anthropic_error_event() -> None:
     failure = UpstreamError("d1: overloaded", kind="status", retryable=True, upstream_status=503)
-    events = await _events(_stream([Delta(0, "par"), failure]))  # type: ignore[list-item]
+    events = await _events(_stream([Delta(0, "par"), failure]))
     kind, payload = events[-1]
     assert kind == "error"
     assert payload["error"]["type"] == "api_error" and "overloaded" in payload["error"]["message"]
