@@ -25,6 +25,7 @@ from llmserve.api.middleware import BodySizeLimitMiddleware, JsonBodyMiddleware,
 from llmserve.api.openapi import document_hot_routes
 from llmserve.api.routes import admin, anthropic, batches, files, health, jobs, keys, openai, seed, tokens, ws
 from llmserve.api.routes import metrics as metrics_routes
+from llmserve.api.routes import ollama as ollama_routes
 from llmserve.config import Settings
 from llmserve.jobs.wiring import build_jobs
 from llmserve.jobs.worker import drain
@@ -203,14 +204,15 @@ def _include_routes(app: FastAPI) -> None:
     """Every API route checks the caller's key (when auth is on); /admin needs an admin key;
     /health, /ready and /metrics stay open for load balancers, orchestrators and scrapers."""
     authenticated = (openai.router, tokens.router, files.router, batches.router, jobs.router)
-    for router in (*authenticated, seed.router, seed.simple_router, ws.router):
+    for router in (*authenticated, ollama_routes.router, seed.router, seed.simple_router, ws.router):
         app.include_router(router, dependencies=[Depends(authenticate)])
     # First in the router, so the hot POSTs match at the first try; they authenticate as they read
     # their bodies (api/body.py).
-    hot_routes = [*openai.hot_routes, *anthropic.hot_routes]
+    hot_routes = [*openai.hot_routes, *anthropic.hot_routes, *ollama_routes.hot_routes]
     app.router.routes[0:0] = hot_routes
     document_hot_routes(app, hot_routes)
     anthropic.document(app)  # Anthropic's error body on its routes
+    ollama_routes.document(app)  # Ollama's error body on its routes
     app.router.routes.extend(anthropic.routes)
     app.include_router(health.router)
     app.include_router(metrics_routes.router)
