@@ -107,7 +107,9 @@ class FileService:
     async def _check_quota(self, session: AsyncSession, owner: str, size: int) -> None:
         if self.max_stored_bytes is None:
             return
-        stored = await FileRepository(session).stored_bytes(owner)
+        files = FileRepository(session)
+        await files.lock_owner_files(owner)
+        stored = await files.stored_bytes(owner)
         if stored + size > self.max_stored_bytes:
             raise StorageQuotaExceeded(
                 f"Storing this file ({size} bytes) would exceed the storage quota of "

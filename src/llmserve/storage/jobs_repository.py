@@ -273,6 +273,14 @@ class FileRepository:
     async def delete(self, file_id: str) -> None:
         await self.session.execute(delete(FileRow).where(FileRow.id == file_id))
 
+    async def lock_owner_files(self, owner: str) -> None:
+        """Hold the tenant's file quota until this transaction ends, so two concurrent uploads cannot
+        both see room for one. SQLite needs nothing: a write transaction begins IMMEDIATE, one writer
+        at a time across processes. PostgreSQL (READ COMMITTED) would let both read the same sum: a
+        transaction-scoped advisory lock on the owner queues them, on every replica."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            await self.session.execute(select(func.pg_advisory_xact_lock(func.hashtext(owner))))
+
     async def stored_bytes(self, owner: str) -> int:
         """What the tenant's files (uploads and batch outputs) take, for the storage quota."""
         total = await self.session.scalar(
