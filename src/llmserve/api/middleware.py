@@ -73,7 +73,7 @@ class BodySizeLimitMiddleware:
         limit = self.path_limits.get(scope["path"], self.max_body_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._reject(send, limit)
+            await self._reject(send, limit, scope["path"])
             return
         received = 0
 
@@ -89,8 +89,13 @@ class BodySizeLimitMiddleware:
 
         await self.app(scope, limited_receive, send)
 
-    async def _reject(self, send: Send, limit: int) -> None:
+    async def _reject(self, send: Send, limit: int, path: str) -> None:
         payload = error_body(self.message(limit), "invalid_request_error", code="request_too_large")
+        if path.startswith("/v1/messages"):  # Anthropic's clients read Anthropic's error shape there
+            payload = {
+                "type": "error",
+                "error": {"type": "request_too_large", "message": self.message(limit)},
+            }
         await _send_error(send, 413, payload)
 
 
