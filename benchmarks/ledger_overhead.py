@@ -7,13 +7,16 @@
 
 (a) **Per call**, in one event loop: ``Accounting.charge`` as ``ChatService`` calls it after every answer
 (look up the deployment's config, price the tokens as a ``Decimal``, build the ``UsageRecord``, and
-``UsageLedger.record``, which appends to the in-memory buffer), timed one call at a time; then the same
+``UsageLedger.record``, which appends to the in-memory buffer and writes the row's line to the journal
+file, as the app builds it), timed one call at a time; then the same
 call without a ledger (it still prices the call, for the metrics), and each of the steps alone. The
 deployment is an ``openai`` one for ``gpt-4o-mini`` (priced from the built-in table: the longest-prefix
 search a remote deployment pays) in a registry of ``--groups`` model groups. The writer is not started
 here, so nothing is written while this is timed; the rows are then written with ``flush()`` and timed
 too: that is the work the background writer does off the request path (but on the same event loop and
-cores), per row, in batches of ``usage.batch_size``.
+cores), per row, in batches of ``usage.batch_size``. ``record`` alone is timed with the journal (one
+``os.write`` of a JSON line) and without it (``usage.journal: false``: the buffer only).
+How many rows a ``kill -9`` loses with and without the journal: ``benchmarks/ledger_durability.py``.
 
 (b) **Request latency on the ASGI app** (``create_app`` with the bundled tiny-chat, its lifespan run in
 this process, an ``httpx.AsyncClient`` over ``ASGITransport``: no sockets), ledger on (the app as built,
@@ -57,7 +60,7 @@ from llmserve.routing.route_info import RouteInfo
 from llmserve.services.accounting import Accounting
 from llmserve.services.models import ModelRegistry
 from llmserve.services.pricing import cost_usd
-from llmserve.services.usage import UsageLedger, UsageRecord
+from llmserve.services.usage import UsageLedger, UsageRecord, journal_dir_for
 from llmserve.storage.db import Database
 from llmserve.types import Usage
 
@@ -146,8 +149,9 @@ async def per_call(settings: Settings, count: int) -> PerCall:
         rows: list[list[str]] = []
         flushed_rows, flush_s = 0, 0.0
         # Fresh ledgers (writer not started) so that no write happens while a call is timed; the
-        # buffer stays below max_pending, so record() never waits.
-        ledger = UsageLedger(database, settings.usage)
+        # buffer stays below max_pending, so record() never waits. Journaled as the app does it.
+        journal_dir = journal_dir_for(settings)
+        ledger = UsageLedger(database, settings.usage, journal_dir=journal_dir)
         accounting = Accounting(registry, cache=None, ledger=ledger)
 
         async def charge(_: int) -> None:
@@ -207,13 +211,23 @@ async def per_call(settings: Settings, count: int) -> PerCall:
             cost_usd=Decimal("0.0001386"),
             latency_ms=12.5,
         )
+        journaled = UsageLedger(database, settings.usage, journal_dir=journal_dir)
+        rows.append(
+            us_row(
+                "step: UsageLedger.record, journal on (buffer + os.write)",
+                await timed(count, lambda _: journaled.record(record)),
+            )
+        )
         bare = UsageLedger(database, settings.usage)
         rows.append(
             us_row(
-                "step: UsageLedger.record (append to the buffer)",
+                "step: UsageLedger.record, journal off (buffer only)",
                 await timed(count, lambda _: bare.record(record)),
             )
         )
+        # ``journaled`` and ``bare`` are not closed: their rows are one record again and again (one row
+        # by entry id), not worth writing; their files go with the temporary data dir.
+        await ledger.close()
         return PerCall(rows, flushed_rows, flush_s)
     finally:
         await registry.close()
