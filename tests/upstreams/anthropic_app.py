@@ -21,7 +21,7 @@ def error_reply(status: int, kind: str, message: str) -> Reply:
 
 
 def block_text(content: Any) -> str:
-    """The text of a message's content: a string, or the text (and tool result) blocks of a list."""
+    """The text of a message's (or the system's) content: a string, or its text (and tool result) blocks."""
     if isinstance(content, str):
         return content
     parts = []
@@ -81,7 +81,9 @@ class AnthropicUpstream:
 
     @staticmethod
     def _prompt_tokens(body: dict[str, Any]) -> int:
-        texts = [body.get("system", "")] + [block_text(m.get("content")) for m in body["messages"]]
+        texts = [block_text(body.get("system", ""))] + [
+            block_text(m.get("content")) for m in body["messages"]
+        ]
         return sum(len(text.split()) for text in texts)
 
     def _answer(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str, str | None]:
