@@ -23,7 +23,20 @@ from llmserve.api.docs import include_docs
 from llmserve.api.errors import install_error_handlers
 from llmserve.api.middleware import BodySizeLimitMiddleware, JsonBodyMiddleware, RequestIdMiddleware
 from llmserve.api.openapi import document_hot_routes
-from llmserve.api.routes import admin, anthropic, batches, files, health, jobs, keys, openai, seed, tokens, ws
+from llmserve.api.routes import (
+    admin,
+    anthropic,
+    batches,
+    files,
+    health,
+    jobs,
+    keys,
+    openai,
+    responses,
+    seed,
+    tokens,
+    ws,
+)
 from llmserve.api.routes import metrics as metrics_routes
 from llmserve.api.routes import ollama as ollama_routes
 from llmserve.config import Settings
@@ -203,12 +216,19 @@ def _middleware(
 def _include_routes(app: FastAPI) -> None:
     """Every API route checks the caller's key (when auth is on); /admin needs an admin key;
     /health, /ready and /metrics stay open for load balancers, orchestrators and scrapers."""
-    authenticated = (openai.router, tokens.router, files.router, batches.router, jobs.router)
+    authenticated = (
+        openai.router,
+        responses.router,
+        tokens.router,
+        files.router,
+        batches.router,
+        jobs.router,
+    )
     for router in (*authenticated, ollama_routes.router, seed.router, seed.simple_router, ws.router):
         app.include_router(router, dependencies=[Depends(authenticate)])
     # First in the router, so the hot POSTs match at the first try; they authenticate as they read
     # their bodies (api/body.py).
-    hot_routes = [*openai.hot_routes, *anthropic.hot_routes, *ollama_routes.hot_routes]
+    hot_routes = [*openai.hot_routes, *responses.hot_routes, *anthropic.hot_routes, *ollama_routes.hot_routes]
     app.router.routes[0:0] = hot_routes
     document_hot_routes(app, hot_routes)
     anthropic.document(app)  # Anthropic's error body on its routes

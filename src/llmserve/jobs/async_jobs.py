@@ -66,13 +66,16 @@ class AsyncJobService:
         body: dict[str, Any],
         callback_url: str | None,
         priority: int | None,
+        job_id: str | None = None,
     ) -> dict[str, Any]:
+        """Queues the request; ``job_id`` lets the caller store a reference to the job first (a
+        background response is saved before its job can run)."""
         if callback_url is not None:
             require_secret(self._settings)
             await check_callback_url(callback_url, self._settings)
         now = utcnow()
         row = request_row(
-            unit_id=new_job_id(),
+            unit_id=job_id or new_job_id(),
             kind=REQUEST,
             owner=owner,
             key_id=key_id,

@@ -1,0 +1,96 @@
+"""Stored responses of the OpenAI Responses API (``/v1/responses``): the row and its repository.
+
+One row per response: what the request asked (its input items as given, ``instructions``, the tools
+and sampling, in ``request``), what the model answered (``output`` items, ``usage``), and where it
+continues from (``previous_response_id``). A chain is rebuilt by walking ``previous_response_id``
+back: each row holds only its own turn, so storing a long chain stays linear. Every row has an owner
+(the tenant); every lookup is by owner and id, so another tenant sees a missing id.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, String, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from llmserve.storage.models import NAME_LENGTH, Base, UTCDateTime, utcnow
+
+RESPONSE_ID_LENGTH = 64  # "resp_" + 32 hex; room for a native upstream's longer ids
+# A chain longer than this is refused (400), so a rebuild is bounded.
+MAX_CHAIN = 1000
+
+
+class ResponseRow(Base):
+    __tablename__ = "responses"
+
+    id: Mapped[str] = mapped_column(String(RESPONSE_ID_LENGTH), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    previous_response_id: Mapped[str | None] = mapped_column(String(RESPONSE_ID_LENGTH), index=True)
+    # The request as the surface normalised it: input items (with their ids), instructions, options.
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    output: Mapped[list[Any] | None] = mapped_column(JSON)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    incomplete_reason: Mapped[str | None] = mapped_column(String(32))
+    job_id: Mapped[str | None] = mapped_column(
+        String(64), index=True
+    )  # the queued job of a background response
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ResponseRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, row: ResponseRow) -> None:
+        self.session.add(row)
+
+    async def get(self, owner: str, response_id: str) -> ResponseRow | None:
+        row = await self.session.get(ResponseRow, response_id)
+        return row if row is not None and row.owner == owner else None
+
+    async def by_job(self, owner: str, job_id: str) -> ResponseRow | None:
+        query = select(ResponseRow).where(ResponseRow.job_id == job_id, ResponseRow.owner == owner)
+        return (await self.session.scalars(query)).first()
+
+    async def chain(self, owner: str, response_id: str) -> list[ResponseRow] | None:
+        """The response and every one it continues from, oldest first; None if any link is missing
+        (or another tenant's). At most ``MAX_CHAIN`` rows: a longer chain is None too."""
+        rows: list[ResponseRow] = []
+        current: str | None = response_id
+        while current is not None:
+            if len(rows) >= MAX_CHAIN:
+                return None
+            row = await self.get(owner, current)
+            if row is None:
+                return None
+            rows.append(row)
+            current = row.previous_response_id
+        rows.reverse()
+        return rows
+
+    async def finish(self, response_id: str, values: dict[str, Any], *, unless: tuple[str, ...]) -> bool:
+        """Sets ``values`` unless the row's status is one of ``unless`` (a cancelled response stays
+        cancelled when its job still finishes); True when the row changed."""
+        result = await self.session.execute(
+            update(ResponseRow)
+            .where(ResponseRow.id == response_id, ResponseRow.status.not_in(unless))
+            .values(**values)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def delete(self, owner: str, response_id: str) -> bool:
+        result = await self.session.execute(
+            delete(ResponseRow).where(ResponseRow.id == response_id, ResponseRow.owner == owner)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def ids_continuing(self, response_id: str) -> list[str]:
+        query = select(ResponseRow.id).where(ResponseRow.previous_response_id == response_id)
+        return list(await self.session.scalars(query))
