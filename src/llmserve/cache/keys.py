@@ -115,4 +115,6 @@ def _options(options: GenerationOptions) -> dict[str, Any]:
         "response_format": options.response_format,
         "logprobs": options.logprobs,
         "ignore_eos": options.ignore_eos,
+        # A client's own body (Anthropic pass-through) can hold what the fields above cannot (images).
+        "native": None if options.native is None else [options.native.body, list(options.native.headers)],
     }

@@ -11,7 +11,7 @@ import pytest
 
 from llmserve.cache.entries import CacheRequest
 from llmserve.cache.keys import MAX_SEMANTIC_CHARS, exact_key, is_cacheable, semantic_scope, semantic_text
-from llmserve.types import ChatMessage, GenerationOptions
+from llmserve.types import ChatMessage, GenerationOptions, NativeRequest
 from tests.unit.cache.fakes import TOOL, TOOL_REORDERED, chat
 
 # One value per GenerationOptions field that differs from the default (every field must be listed).
@@ -31,6 +31,7 @@ CHANGED_OPTIONS: dict[str, Any] = {
     "response_format": {"type": "json_object"},
     "logprobs": True,
     "ignore_eos": True,
+    "native": NativeRequest("anthropic", {"thinking": {"type": "enabled"}}),
 }
 
 
