@@ -52,8 +52,7 @@ async def ask(
         raw = orjson.loads(await request.body())  # the body as sent, every field the schema lets by
         carried = native.native_request(raw, messages, request.headers, translatable)
         options = dataclasses.replace(options, native=carried)
-    ctx = native.cache_safe(context(request), body, translatable)
-    return ChatAsk(messages, options, model=body.model), ctx
+    return ChatAsk(messages, options, model=body.model), context(request)
 
 
 async def answer(chat: ChatService, question: ChatAsk, ctx: RequestContext) -> JsonReply:

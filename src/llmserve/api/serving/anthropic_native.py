@@ -10,7 +10,7 @@ group with none gets neither: the request is translated, and the body is not eve
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -18,7 +18,6 @@ from starlette.datastructures import Headers
 from llmserve.api.serving import anthropic_convert as convert
 from llmserve.config import Settings
 from llmserve.errors import InvalidRequest, LLMServeError
-from llmserve.request_context import RequestContext
 from llmserve.schemas.anthropic import AnthropicConversation
 from llmserve.services.models import ModelRegistry
 from llmserve.types import ChatMessage, NativeRequest
@@ -77,11 +76,3 @@ def native_request(
 ) -> NativeRequest:
     forwarded = tuple((name, headers[name]) for name in PROTOCOL_HEADERS if name in headers)
     return NativeRequest("anthropic", raw, tuple(messages), forwarded, translatable)
-
-
-def cache_safe(ctx: RequestContext, body: AnthropicConversation, translatable: bool) -> RequestContext:
-    """The cache keys a request by what the pipeline understands of it; a body with more than that
-    (an image, a thinking budget) must neither be answered from the cache nor stored in it."""
-    if translatable and not body.model_extra:
-        return ctx
-    return replace(ctx, no_cache=True, no_store=True)
