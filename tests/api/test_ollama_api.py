@@ -168,3 +168,12 @@ def test_openapi_lists_the_ndjson_stream_and_ollamas_errors(client: TestClient) 
         assert paths[path][method]["responses"]["401"]["content"]["application/json"]["schema"][
             "$ref"
         ].endswith("/OllamaError")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/api/pull"), ("POST", "/api/create"), ("DELETE", "/api/delete")]
+)
+def test_model_management_is_refused_saying_why(client: TestClient, method: str, path: str) -> None:
+    response = client.request(method, path, json={"model": "llama3"})
+    assert response.status_code == 501
+    assert f"{path} is not offered" in response.json()["error"] and "/api/tags" in response.json()["error"]

@@ -123,6 +123,9 @@ def test_errors_are_response_errors_with_ollamas_status(client: Client, server: 
     with pytest.raises(ResponseError) as refused:
         client.chat(model="tiny-chat", messages=QUESTION, format="json")
     assert refused.value.status_code == 400 and "structured output" in refused.value.error
+    with pytest.raises(ResponseError) as pulled:
+        client.pull("llama3")
+    assert pulled.value.status_code == 501 and "not offered" in pulled.value.error
     stranger = Client(host=server.url, headers={"Authorization": "Bearer wrong"})
     with stranger, pytest.raises(ResponseError) as unauthorized:
         stranger.list()

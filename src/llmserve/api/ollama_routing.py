@@ -20,10 +20,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from llmserve.api.hot_route import HotRoute
-from llmserve.errors import InvalidRequest
+from llmserve.errors import InvalidRequest, LLMServeError
 from llmserve.schemas.ollama import OllamaError
 
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+class NotOffered(LLMServeError):
+    """An Ollama operation llmserve does not have (model management): 501, the message says why."""
+
+    status_code = 501
+    error_type = "not_implemented"
+    code = "not_offered"
+
 
 # What an Ollama operation can answer besides 200, described with Ollama's error body.
 ERROR_STATUSES = {

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from llmserve.api.body import authenticated_body
 from llmserve.api.deps import ChatServiceDep, RegistryDep, services_of
-from llmserve.api.ollama_routing import OllamaAPIRoute, OllamaHotRoute, document_errors
+from llmserve.api.ollama_routing import NotOffered, OllamaAPIRoute, OllamaHotRoute, document_errors
 from llmserve.api.serving import convert, ollama, ollama_models
 from llmserve.schemas.ollama import (
     OllamaChatRequest,
@@ -107,6 +107,24 @@ async def ollama_show(body: OllamaShowRequest, registry: RegistryDep) -> dict[st
 @router.get("/ps", response_model=OllamaPsResponse)
 async def ollama_ps(registry: RegistryDep) -> dict[str, Any]:
     return await ollama_models.ps(registry)
+
+
+async def model_management(request: Request) -> None:
+    """Ollama's pull/push/create/copy/delete: the models here are the server's configuration."""
+    raise NotOffered(
+        f"{request.url.path} is not offered: llmserve serves the models its configuration names "
+        "(add a models: entry and restart; GET /api/tags lists them)"
+    )
+
+
+for _operation, _method in (
+    ("pull", "POST"),
+    ("push", "POST"),
+    ("create", "POST"),
+    ("copy", "POST"),
+    ("delete", "DELETE"),
+):
+    router.add_api_route(f"/{_operation}", model_management, methods=[_method], include_in_schema=False)
 
 
 @router.get("/version", response_model=OllamaVersionResponse)

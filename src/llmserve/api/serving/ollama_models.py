@@ -232,7 +232,10 @@ def version() -> dict[str, str]:
 async def embed(chat: ChatService, body: OllamaEmbedRequest) -> dict[str, Any]:
     started = time.perf_counter()
     texts = body.texts()
-    model, vectors = await chat.embed(texts, group_name(chat.registry, body.model))
+    if texts:
+        model, vectors = await chat.embed(texts, group_name(chat.registry, body.model))
+    else:  # Ollama answers an empty input with no vectors (an unknown model is still a 404)
+        model, vectors = chat.registry.group(group_name(chat.registry, body.model)).name, []
     if body.dimensions is not None:
         vectors = [vector[: body.dimensions] for vector in vectors]
     total = time.perf_counter() - started
