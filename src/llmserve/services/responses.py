@@ -104,10 +104,10 @@ class ResponseStore:
             raise ResponseNotFound(f"Response with id '{response_id}' not found.", param="response_id")
         return StoredResponse.from_row(row)
 
-    async def by_job(self, owner: str, job_id: str) -> StoredResponse | None:
+    async def by_job(self, job_id: str) -> StoredResponse | None:
         """The background response a job is running, if ``job_id`` is one."""
         async with self._db.session(readonly=True) as session, session.begin():
-            row = await ResponseRepository(session).by_job(owner, job_id)
+            row = await ResponseRepository(session).by_job(job_id)
         return None if row is None else StoredResponse.from_row(row)
 
     async def context_of(self, owner: str, previous_response_id: str) -> list[dict[str, Any]]:

@@ -33,7 +33,7 @@ async def create_response(request: Request) -> Response:
     ctx = convert.request_context(request, priority=body.priority)
     if request.scope.get(INTERNAL_PRINCIPAL_SCOPE_KEY) is not None:
         # Only server code makes internal calls; the job of a background response runs as its id.
-        pending = await store.by_job(ctx.tenant, request_id_var.get())
+        pending = await store.by_job(request_id_var.get())
         if pending is not None:
             return (
                 await openai_responses.run_background(services.chat, store, body, ctx, pending)

@@ -164,10 +164,11 @@ async def run_background(
     ctx: RequestContext,
     pending: StoredResponse,
 ) -> JsonReply:
-    """The job's run of a background response: answers and stores into the queued response."""
+    """The job's run of a background response: answers and stores into the queued response. The
+    chain and the response are the submitter's (``pending.owner``), whoever the job runs as."""
     if not await store.start(pending.id):  # cancelled before it began
-        return JsonReply(response_object(await store.get(ctx.tenant, pending.id)))
-    ask, _ = await chat_ask(store, body, ctx.tenant)
+        return JsonReply(response_object(await store.get(pending.owner, pending.id)))
+    ask, _ = await chat_ask(store, body, pending.owner)
     try:
         result = await chat.answer(ask, ctx)
     except LLMServeError as exc:
@@ -177,4 +178,4 @@ async def run_background(
             await store.finish(pending)
         raise
     await store.finish(finished(pending, result))
-    return JsonReply(response_object(await store.get(ctx.tenant, pending.id)), answer_headers(result))
+    return JsonReply(response_object(await store.get(pending.owner, pending.id)), answer_headers(result))
