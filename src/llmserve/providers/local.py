@@ -10,6 +10,7 @@ from llmserve.engine.loader import LoadedModel
 from llmserve.engine.manager import ModelManager
 from llmserve.engine.offload import run_sized
 from llmserve.engine.sampling import SamplingParams
+from llmserve.engine.tokenize import encode_ids
 from llmserve.engine.worker import LocalEngine
 from llmserve.errors import ContextLengthExceeded, InvalidRequest
 from llmserve.types import (
@@ -47,19 +48,12 @@ def render_prompt_ids(loaded: LoadedModel, request: GenerationInput) -> list[int
     if isinstance(request, ChatInput):
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
         if getattr(tokenizer, "chat_template", None):
-            ids: Any = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-            if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # some tokenizers return an encoding
-                ids = ids["input_ids"]
-            return [int(token) for token in ids]
-        return _encode(tokenizer, _plain_chat_prompt(messages))
-    return _encode(tokenizer, request.prompt) or _start_ids(tokenizer)
-
-
-def _encode(tokenizer: Any, text: str) -> list[int]:
-    # The ids only: every further list (attention mask, type ids) is built holding the GIL, which
-    # for a megabyte prompt stalls the event loop even from a worker thread.
-    encoded = tokenizer(text, return_attention_mask=False, return_token_type_ids=False)
-    return list(encoded["input_ids"])
+            # Rendered, then encoded as apply_chat_template(tokenize=True) does (no special tokens
+            # added: the template writes them), but in bounded memory for a long chat.
+            rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return encode_ids(tokenizer, str(rendered), add_special_tokens=False)
+        return encode_ids(tokenizer, _plain_chat_prompt(messages), add_special_tokens=True)
+    return encode_ids(tokenizer, request.prompt, add_special_tokens=True) or _start_ids(tokenizer)
 
 
 def _start_ids(tokenizer: Any) -> list[int]:
