@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -100,7 +101,42 @@ def seed_websocket(client: TestClient) -> str:
     return str(message["full_response"])
 
 
+RESPONSES_SAMPLING = {"temperature": 0, "max_output_tokens": 24}
+
+
+def typed_events(body: str) -> list[dict[str, Any]]:
+    """The Responses API's events: ``event: <type>`` then ``data: {"type": <type>, ...}``."""
+    assert body.endswith("\n\n")
+    events = []
+    for block in filter(None, body.split("\n\n")):
+        name, data = block.split("\n")
+        payload = json.loads(data.removeprefix("data: "))
+        assert name == f"event: {payload['type']}", block
+        events.append(payload)
+    return events
+
+
+def responses_json(client: TestClient) -> str:
+    response = client.post("/v1/responses", json={"input": QUESTION, **RESPONSES_SAMPLING})
+    assert response.status_code == 200, response.text
+    (message,) = response.json()["output"]
+    return str(message["content"][0]["text"])
+
+
+def responses_stream(client: TestClient) -> str:
+    response = client.post("/v1/responses", json={"input": QUESTION, "stream": True, **RESPONSES_SAMPLING})
+    assert response.status_code == 200, response.text
+    events = typed_events(response.text)
+    assert events[-1]["type"] == "response.completed"
+    assert [event["sequence_number"] for event in events] == list(range(len(events)))
+    text = "".join(event["delta"] for event in events if event["type"] == "response.output_text.delta")
+    assert events[-1]["response"]["output"][0]["content"][0]["text"] == text
+    return text
+
+
 SURFACES: dict[str, Callable[[TestClient], str]] = {
+    "responses json": responses_json,
+    "responses stream": responses_stream,
     "openai json": openai_json,
     "openai stream": openai_stream,
     "openai seed shape": openai_seed_shape,
@@ -143,6 +179,8 @@ def test_every_surface_gives_the_same_answer_and_books_it_once(
         ("POST", "/chat/stream", {"prompt": QUESTION, **SAMPLING}),
         ("POST", "/chat", {"message": QUESTION}),
         ("POST", "/chat", {"message": QUESTION, "stream": True}),
+        ("POST", "/v1/responses", {"input": QUESTION, **RESPONSES_SAMPLING}),
+        ("POST", "/v1/responses", {"input": QUESTION, "stream": True, **RESPONSES_SAMPLING}),
     ],
 )
 def test_every_http_surface_says_who_answered(
