@@ -200,7 +200,9 @@ async def per_call(settings: Settings, count: int) -> PerCall:
                 tokens_estimated=False,
             )
 
-        rows.append(us_row("step: UsageRecord(...) (incl. its created_at)", await timed(count, build)))
+        rows.append(
+            us_row("step: UsageRecord(...) (incl. its created_at and entry_id)", await timed(count, build))
+        )
         record = UsageRecord(
             request_id=ctx.request_id,
             model=GROUP,
