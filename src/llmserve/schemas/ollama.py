@@ -8,16 +8,23 @@ WebUI send many); the response models document what is served for OpenAPI.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
 # Go's time.ParseDuration units, which Ollama's keep_alive strings use ("5m", "1h30m", "-1s").
 _DURATION = re.compile(r"^-?(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PIECE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 
-KeepAlive = float | str | None
+# Numbers and flags as JSON sends them, never coerced: "64" is not a num_predict, "yes" not a stream
+# flag, false not a keep_alive (pydantic's lax mode takes them all). Strict floats take JSON integers.
+Int = Annotated[int, Strict()]
+Number = Annotated[float, Strict()]
+Flag = Annotated[bool, Strict()]
+Text = Annotated[str, Strict()]
+
+KeepAlive = Number | Text | None
 Format = Literal["", "json"] | dict[str, Any] | None
 
 
@@ -46,14 +53,14 @@ class OllamaOptions(_Lenient):
     does not have (mirostat, repeat_penalty, ...) are accepted and ignored, as Ollama ignores
     options a model does not use."""
 
-    num_predict: int | None = Field(None, ge=-2, description="Max tokens; -1, -2 or 0: the model's default")
-    temperature: float | None = Field(None, ge=0.0)
-    top_k: int | None = Field(None, ge=0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    num_predict: Int | None = Field(None, ge=-2, description="Max tokens; -1, -2 or 0: the model's default")
+    temperature: Number | None = Field(None, ge=0.0)
+    top_k: Int | None = Field(None, ge=0)
+    top_p: Number | None = Field(None, gt=0.0, le=1.0)
     stop: list[str] | None = None
-    seed: int | None = Field(None, description="A negative seed means random, as in Ollama")
-    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    seed: Int | None = Field(None, description="A negative seed means random, as in Ollama")
+    presence_penalty: Number | None = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: Number | None = Field(None, ge=-2.0, le=2.0)
 
 
 class OllamaToolFunction(_Lenient):
@@ -78,9 +85,9 @@ class _Generation(_Lenient):
     model: str | None = Field(None, max_length=256, description="Omit to use the default model group")
     format: Format = Field(None, description='"json" or a JSON schema: structured output')
     options: OllamaOptions | None = None
-    stream: bool = True
+    stream: Flag = True
     keep_alive: KeepAlive = Field(None, description="Accepted; idle unloading follows the server's config")
-    think: bool | str | None = None
+    think: Flag | str | None = None
 
     @field_validator("keep_alive")
     @classmethod
@@ -99,18 +106,18 @@ class OllamaChatRequest(_Generation):
 class OllamaGenerateRequest(_Generation):
     prompt: str | None = Field(None, description="Empty: load the model and answer done_reason 'load'")
     system: str | None = None
-    raw: bool = Field(False, description="No chat template: the prompt goes to the model as it is")
+    raw: Flag = Field(False, description="No chat template: the prompt goes to the model as it is")
     suffix: str | None = None
     template: str | None = None
-    context: list[int] | None = None
+    context: list[Int] | None = None
     images: list[str] | None = None
 
 
 class OllamaEmbedRequest(_Lenient):
     model: str | None = Field(None, max_length=256)
     input: str | list[str]
-    truncate: bool = True
-    dimensions: int | None = Field(None, ge=1)
+    truncate: Flag = True
+    dimensions: Int | None = Field(None, ge=1)
     options: dict[str, Any] | None = None
     keep_alive: KeepAlive = None
 
@@ -130,7 +137,7 @@ class OllamaEmbeddingsRequest(_Lenient):
 class OllamaShowRequest(_Lenient):
     model: str | None = Field(None, max_length=256)
     name: str | None = Field(None, max_length=256, description="Older clients' name for 'model'")
-    verbose: bool = False
+    verbose: Flag = False
 
 
 # -- responses (documentation; the serving module builds plain dicts) -------------------------------
