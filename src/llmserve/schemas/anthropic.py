@@ -16,8 +16,9 @@ TopP = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
 class _Open(BaseModel):
-    # Anthropic adds fields and block types over time; a client's newer field must not be a 400 here.
-    model_config = ConfigDict(extra="allow")
+    # Anthropic adds fields and block types over time: a client's newer field must not be a 400 here.
+    # Strict: a value is what the schema says ("true" is not a boolean), as Anthropic validates.
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class AnthropicTextBlock(_Open):
