@@ -33,6 +33,10 @@ def _nested(levels: int) -> dict[str, Any]:
         ({"expires_at": "9999-12-31T23:59:59-05:00"}, "expires_at"),
         ({"expires_at": "9999-12-31T23:59:59Z"}, "expires_at"),
         ({"max_budget_usd": 999999999}, "max_budget_usd"),
+        # Coercible values of the wrong JSON type (the body was parsed laxly first; found by tests/fuzz).
+        ({"priority": True}, "priority"),
+        ({"rpm": "60"}, "rpm"),
+        ({"max_parallel": 2.0}, "max_parallel"),
     ],
 )
 def test_out_of_range_key_fields_are_400_and_nothing_is_stored(

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, Strict
+
+# Numbers and flags of request bodies are taken as JSON sends them, never coerced: "64", true and 1.5
+# are not a max_tokens, "yes" and 1 are not a stream flag (pydantic's lax mode takes them all, and a
+# client's bug then silently changes what it asked for). Strict floats still take JSON integers.
+Int = Annotated[int, Strict()]
+Number = Annotated[float, Strict()]
+Flag = Annotated[bool, Strict()]
 
 
 class SeedTurn(BaseModel):

@@ -24,6 +24,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from llmserve.config import GuardrailSettings
 from llmserve.errors import InvalidRequest
+from llmserve.schemas.common import Int
 
 Role = Literal["user", "admin"]
 BudgetPeriod = Literal["daily", "monthly", "total"]
@@ -72,15 +73,15 @@ class KeyFields(BaseModel):
     models: list[GroupName] | None = Field(
         None, min_length=1, description="Model groups the key may call; null: every group"
     )
-    rpm: int | None = Field(None, gt=0, le=LIMIT_MAX, description="Requests per minute; null: limits.per_key")
-    tpm: int | None = Field(None, gt=0, le=LIMIT_MAX, description="Tokens per minute; null: limits.per_key")
-    max_parallel: int | None = Field(
+    rpm: Int | None = Field(None, gt=0, le=LIMIT_MAX, description="Requests per minute; null: limits.per_key")
+    tpm: Int | None = Field(None, gt=0, le=LIMIT_MAX, description="Tokens per minute; null: limits.per_key")
+    max_parallel: Int | None = Field(
         None, gt=0, le=LIMIT_MAX, description="Requests in flight; null: limits.per_key"
     )
     max_budget_usd: Decimal | None = Field(
         None, ge=0, le=BUDGET_MAX_USD, allow_inf_nan=False, description="Spend cap per budget_period"
     )
-    priority: int | None = Field(None, ge=0, le=100, description="Default priority; lower runs first")
+    priority: Int | None = Field(None, ge=0, le=100, description="Default priority; lower runs first")
     guardrails: dict[str, Any] | None = Field(None, description="Overrides of the guardrails settings")
     expires_at: datetime | None = Field(None, description="ISO 8601; UTC if no offset. Then 401")
     metadata: dict[str, Any] | None = Field(

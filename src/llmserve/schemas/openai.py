@@ -6,12 +6,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from llmserve.schemas.common import SeedTurn
+from llmserve.schemas.common import Flag, Int, Number, SeedTurn
 
-Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
-TopP = Annotated[float, Field(gt=0.0, le=1.0)]
-Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
-MaxTokens = Annotated[int, Field(ge=1, le=1_000_000)]
+Temperature = Annotated[Number, Field(ge=0.0, le=2.0)]
+TopP = Annotated[Number, Field(gt=0.0, le=1.0)]
+Penalty = Annotated[Number, Field(ge=-2.0, le=2.0)]
+MaxTokens = Annotated[Int, Field(ge=1, le=1_000_000)]
 
 
 class _Lenient(BaseModel):
@@ -45,16 +45,16 @@ class ChatMessageIn(_Lenient):
 
 
 class StreamOptions(_Lenient):
-    include_usage: bool = False
+    include_usage: Flag = False
 
 
 class CacheControl(BaseModel):
     """The ``cache`` extension; accepted now, acted on by the caching issue."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    no_cache: bool = Field(False, alias="no-cache")
-    no_store: bool = Field(False, alias="no-store")
-    ttl: int | None = Field(None, ge=0)
+    no_cache: Flag = Field(False, alias="no-cache")
+    no_store: Flag = Field(False, alias="no-store")
+    ttl: Int | None = Field(None, ge=0)
     namespace: str | None = Field(None, max_length=128)
 
 
@@ -63,17 +63,17 @@ class SamplingFields(_Lenient):
     max_tokens: MaxTokens | None = None
     temperature: Temperature = 1.0
     top_p: TopP = 1.0
-    top_k: int = Field(0, ge=0, description="Extension: 0 disables top-k")
-    n: int = Field(1, ge=1, le=16)
+    top_k: Int = Field(0, ge=0, description="Extension: 0 disables top-k")
+    n: Int = Field(1, ge=1, le=16)
     stop: str | list[str] | None = None
-    seed: int | None = Field(None, ge=-(2**63), lt=2**63)
+    seed: Int | None = Field(None, ge=-(2**63), lt=2**63)
     presence_penalty: Penalty = 0.0
     frequency_penalty: Penalty = 0.0
-    stream: bool = False
+    stream: Flag = False
     stream_options: StreamOptions | None = None
     user: str | None = None
     metadata: dict[str, str] | None = None
-    ignore_eos: bool = Field(False, description="Extension: generate max_tokens even past end-of-sequence")
+    ignore_eos: Flag = Field(False, description="Extension: generate max_tokens even past end-of-sequence")
 
     @field_validator("stop")
     @classmethod
@@ -97,10 +97,10 @@ class ChatCompletionRequest(SamplingFields):
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
-    logprobs: bool | None = None
+    logprobs: Flag | None = None
     # Extensions.
     conversation_id: str | None = Field(None, max_length=64)
-    priority: int | None = Field(None, ge=0, le=100)
+    priority: Int | None = Field(None, ge=0, le=100)
     cache: CacheControl | None = None
     requirements: Literal["low_latency", "high_quality"] | None = Field(
         None, description="Extension: a hint for model 'auto' (complexity routing)"
@@ -118,11 +118,11 @@ class ChatCompletionRequest(SamplingFields):
 class CompletionRequest(SamplingFields):
     prompt: str | list[str] = Field(description="A prompt, or a list of prompts (one result each)")
     max_tokens: MaxTokens | None = 16
-    echo: bool = False
+    echo: Flag = False
     cache: CacheControl | None = None
     suffix: str | None = None
-    logprobs: int | None = None
-    best_of: int | None = None
+    logprobs: Int | None = None
+    best_of: Int | None = None
 
     @field_validator("prompt")
     @classmethod
@@ -194,7 +194,7 @@ class EmbeddingRequest(_Lenient):
     model: str | None = Field(None, max_length=256, description="Omit to use the default model group")
     input: str | list[str] = Field(description="A text or a list of texts (token-id input is not supported)")
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, ge=1)
+    dimensions: Int | None = Field(None, ge=1)
     user: str | None = None
 
     @field_validator("input")
@@ -224,3 +224,48 @@ class EmbeddingResponse(BaseModel):
     data: list[EmbeddingOut]
     model: str
     usage: EmbeddingUsage
+
+
+# Stream events (``stream: true``): each is ``data: <one of these as JSON>``; the stream ends with
+# ``data: [DONE]``. Documented so that generated clients know what a chunk holds.
+class ChatDeltaOut(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class ChatChunkChoiceOut(BaseModel):
+    index: int
+    delta: ChatDeltaOut
+    logprobs: None = None
+    finish_reason: str | None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[ChatChunkChoiceOut]
+    usage: UsageOut | None = Field(
+        None, description="With stream_options.include_usage: null, then set on a last chunk with no choices"
+    )
+
+
+class CompletionChunkChoiceOut(BaseModel):
+    index: int
+    text: str
+    logprobs: None = None
+    finish_reason: str | None
+
+
+class CompletionChunk(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChunkChoiceOut]
+    usage: UsageOut | None = Field(
+        None, description="With stream_options.include_usage: null, then set on a last chunk with no choices"
+    )

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmserve.schemas.common import SeedTurn
+from llmserve.schemas.common import Flag, Int, Number, SeedTurn
 
 
 class SeedChatRequest(BaseModel):
@@ -15,9 +15,9 @@ class SeedChatRequest(BaseModel):
     prompt: str = Field(min_length=1)  # its length: the guardrails' max_message_chars (413)
     history: list[SeedTurn] = Field(default_factory=list)
     # An upper bound, as in the seed (chatglm's max_length): clamped to what the context leaves.
-    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: Int | None = Field(None, ge=1, le=1_000_000)
+    temperature: Number = Field(1.0, ge=0.0, le=2.0)
+    top_p: Number = Field(1.0, gt=0.0, le=1.0)
     conversation_id: str | None = Field(None, max_length=64)
     model: str | None = Field(None, max_length=256, description="Extension: the model group to use")
 
@@ -32,7 +32,15 @@ class SeedChatResponse(BaseModel):
 
 
 class SeedStreamRequest(SeedChatRequest):
-    stream: bool = True
+    stream: Flag = True
+
+
+class SeedStreamEvent(BaseModel):
+    """One event of a seed stream: ``data: {"text", "message_id", "conversation_id"?}``."""
+
+    text: str = Field(description="The next piece (stream=true) or the whole text (stream=false)")
+    message_id: str
+    conversation_id: str | None = Field(None, description="Set when the exchange is stored")
 
 
 class SeedStreamQuery(BaseModel):
@@ -70,8 +78,8 @@ class SimpleChatRequest(BaseModel):
 
     message: str = Field(min_length=1)  # its length: the guardrails' max_message_chars (413)
     model: str | None = Field(None, max_length=256)
-    stream: bool = False
-    priority: int = Field(5, ge=0, le=100)
+    stream: Flag = False
+    priority: Int = Field(5, ge=0, le=100)
 
 
 class SimpleChatResponse(BaseModel):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
 from llmserve.api.deps import RegistryDep, UsageLedgerDep
-from llmserve.schemas.admin import UsageEntry, UsageReport
+from llmserve.schemas.admin import IsoDateTime, UsageEntry, UsageReport
 from llmserve.services.usage import UsageGroupBy, UsageRow
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -26,8 +25,8 @@ async def list_deployments(registry: RegistryDep) -> dict[str, Any]:
 @router.get("/usage", response_model=UsageReport, response_model_exclude_none=True)
 async def usage_report(
     ledger: UsageLedgerDep,
-    start: Annotated[datetime | None, Query(description="ISO 8601, inclusive; UTC if no offset")] = None,
-    end: Annotated[datetime | None, Query(description="ISO 8601, exclusive; UTC if no offset")] = None,
+    start: Annotated[IsoDateTime | None, Query(description="ISO 8601, inclusive; UTC if no offset")] = None,
+    end: Annotated[IsoDateTime | None, Query(description="ISO 8601, exclusive; UTC if no offset")] = None,
     api_key: Annotated[str | None, Query(max_length=255, description="Only this key/tenant")] = None,
     model: Annotated[str | None, Query(max_length=255, description="Only this model group")] = None,
     group_by: UsageGroupBy = "model",
