@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import user
+from llmserve.schemas.openai import ChatCompletionChunk
+from tests.api.conftest import sse_events, user
 
 DOCUMENTED = {
     ("post", "/v1/chat/completions"),
@@ -75,26 +77,88 @@ def test_junk_is_a_4xx_error_object(client: TestClient, method: str, path: str, 
     assert response.json()["error"]["message"]
 
 
-def test_the_document_lists_the_errors_really_sent_the_security_schemes_and_the_streams(
-    client: TestClient,
-) -> None:
+# What each operation really answers besides its success (tests/fuzz holds the server to it).
+ERRORS = {
+    ("post", "/v1/chat/completions"): {"400", "401", "403", "404", "413", "429", "502", "503", "504"},
+    ("post", "/chat/new/message/"): {"400", "401", "403", "404", "413", "429", "502", "503", "504"},
+    ("get", "/chat/stream"): {"400", "401", "403", "404", "429", "502", "503", "504"},
+    ("get", "/v1/models"): {"400", "401"},
+    ("get", "/v1/models/{model_id}"): {"400", "401", "404"},
+    ("post", "/v1/tokenize"): {"400", "401", "404", "413", "503"},
+    ("get", "/chat/get/messages/"): {"400", "401", "404"},
+    ("delete", "/v1/jobs/{job_id}"): {"400", "401", "404", "409"},
+    ("post", "/v1/batches/{batch_id}/cancel"): {"400", "401", "404", "409"},
+    ("post", "/admin/keys"): {"400", "401", "403", "404", "413"},
+    ("get", "/ready"): {"400", "503"},
+    ("get", "/health"): {"400"},  # a NUL (%00) in any URL
+}
+
+
+def test_the_document_lists_the_errors_really_sent_and_the_security_schemes(client: TestClient) -> None:
     document = client.get("/openapi.json").json()
     operations = [(path, op) for path, item in document["paths"].items() for op in item.values()]
     assert all("422" not in op["responses"] for _, op in operations)  # invalid input is a 400
-    error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    for (method, path), statuses in ERRORS.items():
+        responses = document["paths"][path][method]["responses"]
+        assert {status for status in responses if status >= "400"} == statuses, (method, path)
+        for status in statuses:
+            schema = responses[status]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (method, path, status)
     for path, op in operations:
-        if path in ("/health", "/ready", "/metrics"):
-            continue
-        for status in ("400", "401", "403", "413", "429", "503"):
-            assert op["responses"][status]["content"]["application/json"]["schema"] == error_ref, (
-                path,
-                status,
-            )
-        assert op["security"] == [{"bearer": []}, {"apiKey": []}]
+        if path not in ("/health", "/ready", "/metrics"):
+            assert op["security"] == [{"bearer": []}, {"apiKey": []}], path
     assert set(document["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+
+
+def _event_data(document: dict[str, Any], method: str, path: str) -> list[Any]:
+    media = document["paths"][path][method]["responses"]["200"]["content"]["text/event-stream"]
+    done, json_data = media["schema"]["properties"]["data"]["anyOf"]
+    assert done == {"const": "[DONE]"}
+    assert json_data["contentMediaType"] == "application/json"
+    return list(json_data["contentSchema"]["anyOf"])
+
+
+def test_streams_are_described_event_by_event(client: TestClient) -> None:
+    # Before: text/event-stream with a bare string schema, so a generated client had no chunk type.
+    document = client.get("/openapi.json").json()
     chat = document["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"]
     assert set(chat) == {"application/json", "text/event-stream"}
-    assert "404" in document["paths"]["/v1/models/{model_id}"]["get"]["responses"]
+    error = {"$ref": "#/components/schemas/ErrorResponse"}
+    assert _event_data(document, "post", "/v1/chat/completions") == [
+        {"$ref": "#/components/schemas/ChatCompletionChunk"},
+        error,
+    ]
+    assert _event_data(document, "post", "/v1/completions")[0] == {
+        "$ref": "#/components/schemas/CompletionChunk"
+    }
+    for method in ("get", "post"):
+        seed = document["paths"]["/chat/stream"][method]["responses"]["200"]["content"]
+        assert set(seed) == {"text/event-stream"}  # never JSON, whatever "stream" says
+        assert _event_data(document, method, "/chat/stream")[0] == {
+            "$ref": "#/components/schemas/SeedStreamEvent"
+        }
+    assert "delta" in document["components"]["schemas"]["ChatChunkChoiceOut"]["properties"]
+
+
+def test_every_chunk_of_a_real_stream_is_what_the_document_says(client: TestClient) -> None:
+    body = {
+        "messages": [user("Hello!")],
+        "max_tokens": 8,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        events = sse_events(response.read().decode())
+    assert events[-1] == "[DONE]"
+    chunks = [ChatCompletionChunk.model_validate_json(event, strict=True) for event in events[:-1]]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].usage is not None and not chunks[-1].choices
+
+
+def test_a_file_download_is_documented_as_bytes(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    content = document["paths"]["/v1/files/{file_id}/content"]["get"]["responses"]["200"]["content"]
+    assert content == {"application/jsonl": {"schema": {"type": "string", "format": "binary"}}}
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
