@@ -138,6 +138,7 @@ def report(cells: Mapping[tuple[str, int, str], Cell], concurrencies: Sequence[i
         "p50 ms",
         "p99 ms",
         "TTFB p50 ms",
+        "own ms p50",
         "added p50 ms",
         "added p99 ms",
     ]
