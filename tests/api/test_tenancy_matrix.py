@@ -1,5 +1,6 @@
 """Every stored thing has an owner: two keys, every read and write path of each stored resource
-(conversations and their messages, files, batches, async jobs, cached answers, usage, keys). The
+(conversations and their messages, files, batches, async jobs, stored responses, cached answers,
+usage, keys). The
 other tenant gets the answer a missing id gets (404, the same error type), never the data, and its
 attempts change nothing the owner stored. Conversations' other surfaces (WS, streams) are covered
 in depth by test_conversation_tenancy.py; this module is the one place listing every resource."""
@@ -152,3 +153,26 @@ def test_usage_and_keys_are_the_operators_not_a_tenants(app: TestClient, keys: d
         refused = app.request(method, f"/admin/keys/{owner_id}", json={"name": "mine now"}, headers=other)
         assert refused.status_code == 403, (method, refused.text)
     assert app.get(f"/admin/keys/{owner_id}", headers=ADMIN).json()["name"] == "owner"
+
+
+def test_stored_responses_read_delete_items_cancel_and_continue(
+    app: TestClient, keys: dict[str, Any]
+) -> None:
+    owner, other = keys["owner"], keys["other"]
+    made = app.post("/v1/responses", json={"input": "my code is 9876", "max_output_tokens": 4}, headers=owner)
+    assert made.status_code == 200, made.text
+    response_id = made.json()["id"]
+    missing = "resp_doesnotexist00000000000000000"
+    for method, path in [
+        ("GET", f"/v1/responses/{response_id}"),
+        ("GET", f"/v1/responses/{response_id}/input_items"),
+        ("POST", f"/v1/responses/{response_id}/cancel"),
+        ("DELETE", f"/v1/responses/{response_id}"),
+    ]:
+        _same_as_missing(app, method, path, missing, other)
+    continued = app.post(
+        "/v1/responses", json={"input": "my code?", "previous_response_id": response_id}, headers=other
+    )
+    assert continued.status_code == 400 and "9876" not in continued.text
+    assert continued.json()["error"]["code"] == "previous_response_not_found"
+    assert app.get(f"/v1/responses/{response_id}", headers=owner).status_code == 200  # still there
