@@ -132,16 +132,49 @@ def test_errors_are_response_errors_with_ollamas_status(client: Client, server: 
     assert unauthorized.value.status_code == 401 and isinstance(unauthorized.value.error, str)
 
 
-def test_the_same_calls_through_a_gateway_deployment(client: Client) -> None:
+def test_a_keys_models_limits_and_ledger_apply_as_for_chat_completions(server: LiveServer) -> None:
+    admin = {"Authorization": f"Bearer {MASTER}"}
+    key = httpx.post(
+        f"{server.url}/admin/keys",
+        json={"name": "ollama-tool", "models": ["remote"], "rpm": 2},
+        headers=admin,
+    ).json()
+    said = [{"role": "user", "content": "counted"}]
+    with Client(host=server.url, headers={"Authorization": f"Bearer {key['key']}"}) as tool:
+        with pytest.raises(ResponseError) as forbidden:
+            tool.chat(model="tiny-chat", messages=said)
+        assert forbidden.value.status_code == 403 and "may not use the model" in forbidden.value.error
+        assert tool.chat(model="remote", messages=said).message.content == "[remote] echo: counted"
+        assert "".join(p.message.content or "" for p in tool.chat(model="remote", messages=said, stream=True))
+    limited = httpx.post(
+        f"{server.url}/api/chat",
+        json={"model": "remote", "messages": said},
+        headers={"Authorization": f"Bearer {key['key']}"},
+    )
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    assert set(limited.json()) == {"error"}
+    rows = httpx.get(f"{server.url}/admin/usage", params={"api_key": key["id"]}, headers=admin).json()["data"]
+    (row,) = [row for row in rows if row["model"] == "remote"]
+    assert row["requests"] >= 2 and row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
+
+
+def test_the_same_calls_through_a_gateway_deployment(
+    client: Client, upstreams: dict[str, UpstreamServer]
+) -> None:
     whole = client.chat(model="remote:latest", messages=[{"role": "user", "content": "hello there"}])
     assert whole.message.content == "[remote] echo: hello there" and whole.eval_count == 4
     streamed = client.chat(model="remote", messages=[{"role": "user", "content": "one two"}], stream=True)
     assert "".join(part.message.content or "" for part in streamed) == "[remote] echo: one two"
-    generated = client.generate(model="remote", prompt="hi", options={"num_predict": 2})
+    generated = client.generate(
+        model="remote", prompt="hi", options={"num_predict": 2, "stop": ["zz"], "seed": 7}
+    )
     assert generated.response == "[remote] echo:" and generated.done_reason == "length"
+    sent = upstreams["remote"].requests[-1].json()  # Ollama's option names, in OpenAI's words upstream
+    assert (sent["max_tokens"], sent["stop"], sent["seed"]) == (2, ["zz"], 7)
     assert client.embed(model="remote", input="text").embeddings[0] == pytest.approx(embedding_for("text"))
     # format reaches an OpenAI-compatible upstream as response_format (this one answers as always).
     assert client.chat(model="remote", messages=QUESTION, format="json").message.content
+    assert upstreams["remote"].requests[-1].json()["response_format"] == {"type": "json_object"}
 
 
 def test_a_tool_round_trip_through_a_gateway_deployment(client: Client) -> None:
