@@ -215,3 +215,34 @@ def test_a_key_is_taken_from_x_api_key_or_authorization(secured: TestClient, hea
 @pytest.mark.parametrize("headers", [{}, {"x-api-key": "sk-ant-wrong"}])
 def test_without_a_valid_key_it_is_an_anthropic_401(secured: TestClient, headers: dict[str, str]) -> None:
     _error(secured.post(MESSAGES, json=BODY, headers=headers), 401, "authentication_error")
+
+
+@pytest.fixture(scope="module")
+def unreachable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """A group served by an Anthropic deployment nothing listens for."""
+    data_dir: Path = tmp_path_factory.mktemp("anthropic-unreachable")
+    claude = {
+        "name": "claude",
+        "provider": "anthropic",
+        "model": "claude-x",
+        "api_base": "http://127.0.0.1:9",
+    }
+    settings = load_settings(data_dir=str(data_dir), models=[claude], router={"retries": 0})
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def test_count_tokens_estimates_when_the_anthropic_upstream_cannot_count(unreachable: TestClient) -> None:
+    body = {"model": "claude", "messages": [{"role": "user", "content": "one two three four"}]}
+    counted = unreachable.post(f"{MESSAGES}/count_tokens", json=body)
+    assert counted.status_code == 200, counted.text
+    assert counted.json()["input_tokens"] > 0
+
+
+def test_an_upstream_that_cannot_be_reached_is_an_anthropic_server_error(unreachable: TestClient) -> None:
+    body = {"model": "claude", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    for stream in (False, True):
+        response = unreachable.post(MESSAGES, json={**body, "stream": stream})
+        assert response.status_code in (500, 529), response.text
+        assert response.json()["type"] == "error"
+        assert response.json()["error"]["type"] in ("api_error", "overloaded_error")

@@ -224,6 +224,16 @@ def test_a_tool_using_agent_through_an_anthropic_upstream_goes_as_sent(
     assert body["system"] == SYSTEM and body["metadata"] == {"user_id": "session-1"}
     assert body["tools"] == TOOLS  # Anthropic's own shape, not a translation's
     assert body["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
+    counts = [r for r in upstreams["claude"].requests if r.path == "/v1/messages/count_tokens"]
+    assert len(counts) == 2 and counts[0].json()["tools"] == TOOLS  # Anthropic counted, not estimated
+
+
+def test_count_tokens_of_an_anthropic_group_is_the_upstreams_own(gateway: LiveServer) -> None:
+    client = sdk(gateway.url)
+    messages: list[Any] = [{"role": "user", "content": "one two three"}]
+    counted = client.messages.count_tokens(model="claude", system="be brief", messages=messages)
+    answered = client.messages.create(model="claude", max_tokens=8, system="be brief", messages=messages)
+    assert counted.input_tokens == answered.usage.input_tokens == 5  # the upstream counts words
 
 
 def test_an_image_reaches_an_anthropic_upstream_and_is_refused_elsewhere(

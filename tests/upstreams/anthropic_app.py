@@ -50,13 +50,16 @@ class AnthropicUpstream:
         self.stream_error_after: int | None = None
 
     def __call__(self, request: UpstreamRequest) -> Reply | StreamReply:
-        if request.method != "POST" or request.path != "/v1/messages":
+        if request.method != "POST" or request.path not in ("/v1/messages", "/v1/messages/count_tokens"):
             return error_reply(404, "not_found_error", f"no route {request.method} {request.path}")
         if self.api_key is not None and request.headers.get("x-api-key") != self.api_key:
             return error_reply(401, "authentication_error", "invalid x-api-key")
         if "anthropic-version" not in request.headers:
             return error_reply(400, "invalid_request_error", "anthropic-version: header is required")
         body = request.json()
+        if request.path == "/v1/messages/count_tokens":  # a tool definition counts as its JSON's words
+            tools = len(orjson.dumps(body["tools"]).decode().split()) if body.get("tools") else 0
+            return Reply(200, {"input_tokens": self._prompt_tokens(body) + tools})
         if not isinstance(body.get("max_tokens"), int):
             return error_reply(400, "invalid_request_error", "max_tokens: Field required")
         prompt_tokens = self._prompt_tokens(body)

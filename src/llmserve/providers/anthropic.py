@@ -17,6 +17,7 @@ import orjson
 
 from llmserve.config import ModelDeployment
 from llmserve.errors import InvalidRequest, UpstreamError
+from llmserve.providers.anthropic_native import counted_tokens, forwarded_headers, native_payload
 from llmserve.providers.http import SSEEvent, Timeouts, UpstreamHTTP
 from llmserve.types import (
     ChatInput,
@@ -27,6 +28,7 @@ from llmserve.types import (
     FinishReason,
     GenerationInput,
     GenerationOptions,
+    NativeRequest,
     StreamEvent,
     Usage,
 )
@@ -137,42 +139,6 @@ def translate_tool_choice(choice: str | dict[str, Any]) -> Block:
     if mapped is None:
         raise InvalidRequest(f"unsupported tool_choice '{choice}'", param="tool_choice")
     return {"type": mapped}
-
-
-# The client's protocol headers an Anthropic upstream gets as they came (the version it speaks, the
-# betas it opted into); its credentials and everything else are the deployment's own.
-FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
-
-
-def native_payload(
-    deployment: ModelDeployment, request: GenerationInput, stream: bool
-) -> dict[str, Any] | None:
-    """The client's Messages body as it came, with this deployment's model, where the request still
-    holds exactly the messages translated from it; None where it must be translated."""
-    native = request.options.native
-    if native is None or native.protocol != "anthropic" or not isinstance(request, ChatInput):
-        return None
-    if request.messages != native.messages:
-        if not native.translatable:
-            raise InvalidRequest(
-                f"Model '{deployment.name}': the request's images or other non-text blocks cannot be sent "
-                "once the input guardrails or the context fit rewrote its messages",
-                param="messages",
-            )
-        return None
-    payload = {k: v for k, v in native.body.items() if k != "stream"}
-    payload["model"] = deployment.model
-    payload["max_tokens"] = request.options.max_tokens or payload.get("max_tokens")
-    if stream:
-        payload["stream"] = True
-    return payload
-
-
-def forwarded_headers(request: GenerationInput) -> dict[str, str]:
-    native = request.options.native
-    if native is None or native.protocol != "anthropic":
-        return {}
-    return {name: value for name, value in native.headers if name in FORWARDED_HEADERS}
 
 
 def build_payload(deployment: ModelDeployment, request: GenerationInput, stream: bool) -> dict[str, Any]:
@@ -362,6 +328,20 @@ class AnthropicProvider:
                 if translator.finished:
                     return
         raise protocol_error(self.deployment_id, "stream ended early (no message_stop)")
+
+    async def count_native(self, native: NativeRequest) -> int:
+        """Anthropic's own count of a client's ``count_tokens`` body (exact, where ``count_tokens``
+        below can only estimate)."""
+        payload, headers = {**native.body, "model": self.deployment.model}, {**self._headers}
+        headers.update(forwarded_headers(native))
+        body = await self._http.post_json(
+            f"{self._url}/count_tokens",
+            payload,
+            headers,
+            timeouts=self._timeouts,
+            deployment=self.deployment_id,
+        )
+        return counted_tokens(body, self.deployment_id)
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         raise InvalidRequest(f"Model '{self.name}' (Anthropic) has no embeddings API", param="model")

@@ -9,7 +9,8 @@ import pytest
 
 from llmserve.config import ModelDeployment
 from llmserve.errors import InvalidRequest
-from llmserve.providers.anthropic import build_payload, forwarded_headers
+from llmserve.providers.anthropic import build_payload
+from llmserve.providers.anthropic_native import forwarded_headers
 from llmserve.types import ChatInput, ChatMessage, GenerationOptions, NativeRequest
 
 DEPLOYMENT = ModelDeployment(

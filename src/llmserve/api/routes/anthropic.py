@@ -150,7 +150,7 @@ async def count_message_tokens(request: Request) -> Response:
     body = await authenticated_body(request, AnthropicCountTokensRequest)
     services = services_of(request)
     counted = await anthropic_messages.count_tokens(
-        _tokens(request), body, services.registry, services.settings
+        request, _tokens(request), body, services.registry, services.settings
     )
     return Response(AnthropicCountTokensResponse(**counted).model_dump_json(), media_type="application/json")
 

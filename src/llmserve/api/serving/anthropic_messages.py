@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from typing import Any
 
 import orjson
@@ -21,12 +22,16 @@ from llmserve.api.serving import anthropic_stream
 from llmserve.api.serving.convert import request_context
 from llmserve.api.serving.replies import JsonReply, StreamReply, answer_headers, stream_headers
 from llmserve.config import Settings
+from llmserve.errors import InvalidRequest, UpstreamError
+from llmserve.providers.anthropic import AnthropicProvider
 from llmserve.request_context import RequestContext
 from llmserve.schemas.anthropic import AnthropicConversation, AnthropicMessagesRequest
 from llmserve.services.chat import ChatAsk, ChatResult, ChatService
 from llmserve.services.models import ModelRegistry
 from llmserve.services.tokens import TokenService
 from llmserve.types import ChatMessage
+
+logger = logging.getLogger(__name__)
 
 
 def context(request: Request) -> RequestContext:
@@ -73,18 +78,50 @@ async def stream(
 
 
 async def count_tokens(
-    tokens: TokenService, body: AnthropicConversation, registry: ModelRegistry, settings: Settings
+    request: Request,
+    tokens: TokenService,
+    body: AnthropicConversation,
+    registry: ModelRegistry,
+    settings: Settings,
 ) -> dict[str, int]:
-    """What the prompt would count as input tokens. Anthropic counts the tool definitions too; here they
-    are counted as the JSON text the upstream receives, in one extra system message."""
-    native.check_content(body, native.reach(registry, settings, body.model))
+    """What the prompt would count as input tokens: Anthropic's own count where the group is served by
+    Anthropic; otherwise the model's (the local tokenizer, or a remote model's estimate), with the tool
+    definitions counted as the JSON text an upstream receives, in one extra system message."""
+    where = native.reach(registry, settings, body.model)
+    native.check_content(body, where)
     convert.openai_tool_choice(body.tool_choice)  # 400 for what messages would refuse
     messages = convert.chat_messages(body)
+    if where.all_anthropic and (exact := await _anthropic_count(request, tokens, registry, body, messages)):
+        return {"input_tokens": exact}
     if body.tools:
         definitions = orjson.dumps([tool.model_dump(exclude_none=True) for tool in body.tools]).decode()
         messages.insert(0, ChatMessage("system", definitions))
     counted = await tokens.tokenize(body.model, messages=messages)
     return {"input_tokens": counted.token_count}
+
+
+async def _anthropic_count(
+    request: Request,
+    tokens: TokenService,
+    registry: ModelRegistry,
+    body: AnthropicConversation,
+    messages: list[ChatMessage],
+) -> int | None:
+    """The group's first deployment's count (POST /v1/messages/count_tokens upstream); None where that
+    upstream cannot answer it (down, or an Anthropic-compatible server without the endpoint: a 404 is
+    an InvalidRequest here), so the estimate stands in: the body passed our own validation already, and
+    a count is advice, not worth a failed call."""
+    provider = registry.group(body.model).providers[0]
+    if not isinstance(provider, AnthropicProvider):
+        return None
+    if tokens.guardrails is not None:
+        tokens.guardrails.check_size(messages, None)  # the size rules a message is held to, first
+    raw = orjson.loads(await request.body())
+    try:
+        return await provider.count_native(native.native_request(raw, messages, request.headers, True))
+    except (UpstreamError, InvalidRequest):
+        logger.info("count_tokens: %s could not count; estimating", provider.name, exc_info=True)
+        return None
 
 
 def message_body(result: ChatResult) -> dict[str, Any]:
