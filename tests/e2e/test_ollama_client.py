@@ -175,6 +175,10 @@ def test_the_same_calls_through_a_gateway_deployment(
     # format reaches an OpenAI-compatible upstream as response_format (this one answers as always).
     assert client.chat(model="remote", messages=QUESTION, format="json").message.content
     assert upstreams["remote"].requests[-1].json()["response_format"] == {"type": "json_object"}
+    schema = {"type": "object", "properties": {"sum": {"type": "integer"}}, "required": ["sum"]}
+    client.chat(model="remote", messages=QUESTION, format=schema)
+    sent_format = upstreams["remote"].requests[-1].json()["response_format"]
+    assert sent_format["type"] == "json_schema" and sent_format["json_schema"]["schema"] == schema
 
 
 def test_a_tool_round_trip_through_a_gateway_deployment(client: Client) -> None:

@@ -54,7 +54,10 @@ def response_format(value: Format) -> dict[str, Any] | None:
     if value == "json":
         return {"type": "json_object"}
     assert isinstance(value, dict)  # the schema admits "", "json" or an object
-    return {"type": "json_schema", "json_schema": {"name": "response", "schema": value, "strict": True}}
+    # Not "strict": OpenAI's strict mode refuses schemas without additionalProperties: false on every
+    # object, which Ollama's clients do not send (pydantic's model_json_schema() has none); servers
+    # with guided decoding (vLLM, llama.cpp) hold the answer to the schema either way.
+    return {"type": "json_schema", "json_schema": {"name": "response", "schema": value, "strict": False}}
 
 
 def generation_options(

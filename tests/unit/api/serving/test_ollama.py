@@ -60,7 +60,7 @@ def test_format_is_the_pipelines_response_format() -> None:
     schema = {"type": "object", "properties": {"age": {"type": "integer"}}}
     assert ollama.response_format(schema) == {
         "type": "json_schema",
-        "json_schema": {"name": "response", "schema": schema, "strict": True},
+        "json_schema": {"name": "response", "schema": schema, "strict": False},
     }
     with pytest.raises(ValidationError):
         OllamaChatRequest.model_validate({**CHAT, "format": "yaml"})
