@@ -309,3 +309,27 @@ class JobRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+RESPONSE_ID_LENGTH = 64  # "resp_" + 32 hex; room for a native upstream's longer ids
+
+
+class ResponseRow(Base):
+    """A stored response of the Responses API (``storage/response_rows.py`` has its repository)."""
+
+    __tablename__ = "responses"
+
+    id: Mapped[str] = mapped_column(String(RESPONSE_ID_LENGTH), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    previous_response_id: Mapped[str | None] = mapped_column(String(RESPONSE_ID_LENGTH), index=True)
+    # The request as the surface normalised it: input items (with their ids), instructions, options.
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    output: Mapped[list[Any] | None] = mapped_column(JSON)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    incomplete_reason: Mapped[str | None] = mapped_column(String(32))
+    job_id: Mapped[str | None] = mapped_column(String(64), index=True)  # a background response's job
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

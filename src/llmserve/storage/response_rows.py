@@ -9,39 +9,17 @@ back: each row holds only its own turn, so storing a long chain stays linear. Ev
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, String, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
-from llmserve.storage.models import NAME_LENGTH, Base, UTCDateTime, utcnow
+from llmserve.storage.models import ResponseRow
 
-RESPONSE_ID_LENGTH = 64  # "resp_" + 32 hex; room for a native upstream's longer ids
+__all__ = ["MAX_CHAIN", "ResponseRepository", "ResponseRow"]
+
 # A chain longer than this is refused (400), so a rebuild is bounded.
 MAX_CHAIN = 1000
-
-
-class ResponseRow(Base):
-    __tablename__ = "responses"
-
-    id: Mapped[str] = mapped_column(String(RESPONSE_ID_LENGTH), primary_key=True)
-    owner: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
-    status: Mapped[str] = mapped_column(String(16))
-    model: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    previous_response_id: Mapped[str | None] = mapped_column(String(RESPONSE_ID_LENGTH), index=True)
-    # The request as the surface normalised it: input items (with their ids), instructions, options.
-    request: Mapped[dict[str, Any]] = mapped_column(JSON)
-    output: Mapped[list[Any] | None] = mapped_column(JSON)
-    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    incomplete_reason: Mapped[str | None] = mapped_column(String(32))
-    job_id: Mapped[str | None] = mapped_column(
-        String(64), index=True
-    )  # the queued job of a background response
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ResponseRepository:

@@ -24,6 +24,7 @@ ALL_TABLES = {
     "conversations",
     "files",
     "jobs",
+    "responses",
     "messages",
     "usage_ledger",
 }
