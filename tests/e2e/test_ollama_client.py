@@ -222,3 +222,18 @@ def test_a_stream_cut_after_its_first_byte_raises_in_the_client(
         ):
             received.append(part.message.content or "")
     assert received and "closed the connection" in cut.value.error
+
+
+def test_a_client_that_leaves_a_stream_stops_the_upstream_call(
+    server: LiveServer, upstreams: dict[str, UpstreamServer]
+) -> None:
+    slow = upstreams["cut"]
+    slow.reset_counters()
+    slow.fail(Fault("slow_stream", delay_s=0.3))
+    words = " ".join(f"w{i}" for i in range(40))
+    body = {"model": "cut", "messages": [{"role": "user", "content": words}]}
+    auth = {"Authorization": f"Bearer {MASTER}"}
+    with httpx.stream("POST", f"{server.url}/api/chat", json=body, headers=auth, timeout=30) as response:
+        next(line for line in response.iter_lines() if "w0" in line)
+    assert slow.wait_for(lambda: slow.disconnects == 1, timeout=3), "the upstream never saw the client leave"
+    assert slow.completed == 0
