@@ -18,6 +18,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from llmserve import __version__
 from llmserve.api.auth import authenticate, require_admin
+from llmserve.api.cors import EXPOSED_HEADERS
 from llmserve.api.deps import Services
 from llmserve.api.docs import include_docs
 from llmserve.api.errors import install_error_handlers
@@ -204,7 +205,13 @@ def _middleware(
             path_limits={"/v1/files": settings.jobs.max_file_bytes + 64 * 1024},
         ),
         Middleware(JsonBodyMiddleware),
-        Middleware(CORSMiddleware, allow_origins=cors, allow_methods=["*"], allow_headers=["*"])
+        Middleware(
+            CORSMiddleware,
+            allow_origins=cors,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=EXPOSED_HEADERS,
+        )
         if cors
         else None,
         # Innermost: it names spans from the route the router matched.
