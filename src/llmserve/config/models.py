@@ -46,6 +46,11 @@ class ModelDeployment(StrictModel):
     api_base: str | None = None
     api_key: SecretStr | None = Field(None, description="The key itself, or env:NAME to read $NAME at start")
     api_version: str | None = Field(None, description="anthropic-version header (default 2023-06-01)")
+    responses_api: Literal["translate", "native"] = Field(
+        "translate",
+        description="openai only: 'native' sends /v1/responses requests to the upstream's own "
+        "/responses as the client sent them; 'translate' makes them a chat call",
+    )
     timeout: float = Field(60.0, gt=0, description="Whole non-streamed call, seconds")
     connect_timeout: float = Field(5.0, gt=0)
     first_token_timeout: float | None = Field(
@@ -64,6 +69,9 @@ class ModelDeployment(StrictModel):
     def _remote_needs_base(self) -> ModelDeployment:
         if self.provider == "openai" and not self.api_base:
             raise ValueError("provider 'openai' needs api_base (e.g. http://127.0.0.1:8000/v1)")
+        if self.responses_api == "native" and self.provider != "openai":
+            # Only an OpenAI upstream speaks the Responses API; elsewhere the flag would be a silent no-op.
+            raise ValueError("responses_api: native needs provider 'openai'")
         return self
 
     @field_validator("api_key")
