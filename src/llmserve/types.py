@@ -86,6 +86,10 @@ class Usage:
     completion_tokens: int
     # True when a count is an estimate (an upstream that reported no usage), not a tokenizer's.
     estimated: bool = False
+    # Of prompt_tokens, those the upstream served from its prompt cache; of completion_tokens, those
+    # it spent reasoning (OpenAI reports both; 0 where a backend does not say).
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
