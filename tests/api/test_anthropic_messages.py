@@ -246,3 +246,23 @@ def test_an_upstream_that_cannot_be_reached_is_an_anthropic_server_error(unreach
         assert response.status_code in (500, 529), response.text
         assert response.json()["type"] == "error"
         assert response.json()["error"]["type"] in ("api_error", "overloaded_error")
+
+
+def test_a_conversation_id_keeps_the_history_server_side_as_on_chat(client: TestClient) -> None:
+    conversation = "anthropic-history-1"
+    first = client.post(MESSAGES, json={**BODY, "conversation_id": conversation})
+    assert first.status_code == 200, first.text
+    assert first.headers["x-llmserve-conversation-id"] == conversation
+    again = {
+        **BODY,
+        "conversation_id": conversation,
+        "messages": [{"role": "user", "content": "And 3 plus 4?"}],
+    }
+    second, _ = streamed_text(client, again)
+    assert second
+    stored = client.get("/chat/get/messages/", params={"conversation_id": conversation}).json()["messages"]
+    assert [m["role"] for m in stored] == ["user", "assistant", "user", "assistant"]
+    assert stored[0]["content"] == QUESTION and stored[3]["content"] == second
+    counted = client.post(MESSAGES, json={**again, "stream": False}).json()["usage"]["input_tokens"]
+    alone = client.post(MESSAGES, json={**again, "conversation_id": None}).json()["usage"]["input_tokens"]
+    assert counted > alone  # the stored turns went in front of the new one

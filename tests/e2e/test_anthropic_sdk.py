@@ -242,9 +242,14 @@ def test_an_image_reaches_an_anthropic_upstream_and_is_refused_elsewhere(
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
     messages: list[Any] = [{"role": "user", "content": [image, {"type": "text", "text": "What is it?"}]}]
     client = sdk(gateway.url)
-    reply = client.messages.create(model="claude", max_tokens=32, messages=messages)
+    reply = client.messages.create(
+        model="claude", max_tokens=32, messages=messages, extra_body={"priority": 5}
+    )
     assert reply.content[0].text == "claude-up: What is it?"  # type: ignore[union-attr]
-    assert upstreams["claude"].requests[-1].json()["messages"][0]["content"][0] == image
+    sent = upstreams["claude"].requests[-1].json()
+    assert (
+        sent["messages"][0]["content"][0] == image and "priority" not in sent
+    )  # llmserve's, not Anthropic's
     with pytest.raises(anthropic.BadRequestError, match=r"messages\.0\.content\.0"):
         client.messages.create(model="agent", max_tokens=32, messages=messages)
 

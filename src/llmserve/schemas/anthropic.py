@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from llmserve.schemas.openai import CacheControl
+
 Temperature = Annotated[float, Field(ge=0.0, le=1.0)]
 TopP = Annotated[float, Field(gt=0.0, le=1.0)]
 
@@ -111,6 +113,9 @@ class AnthropicCountTokensRequest(AnthropicConversation):
     pass
 
 
+EXTENSIONS = ("conversation_id", "priority", "cache")
+
+
 class AnthropicMessagesRequest(AnthropicConversation):
     max_tokens: int = Field(ge=1, le=1_000_000)
     temperature: Temperature | None = None
@@ -119,6 +124,10 @@ class AnthropicMessagesRequest(AnthropicConversation):
     stop_sequences: list[str] | None = None
     metadata: AnthropicMetadata | None = None
     stream: bool = False
+    # llmserve's extensions, as on /v1/chat/completions (never sent to an upstream).
+    conversation_id: str | None = Field(None, max_length=64, description="Extension: server-side history")
+    priority: int | None = Field(None, ge=0, le=100, description="Extension: lower is served first")
+    cache: CacheControl | None = Field(None, description="Extension: no-cache, no-store, ttl, namespace")
 
     @field_validator("stop_sequences")
     @classmethod

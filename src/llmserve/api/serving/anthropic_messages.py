@@ -25,7 +25,7 @@ from llmserve.config import Settings
 from llmserve.errors import InvalidRequest, UpstreamError
 from llmserve.providers.anthropic import AnthropicProvider
 from llmserve.request_context import RequestContext
-from llmserve.schemas.anthropic import AnthropicConversation, AnthropicMessagesRequest
+from llmserve.schemas.anthropic import EXTENSIONS, AnthropicConversation, AnthropicMessagesRequest
 from llmserve.services.chat import ChatAsk, ChatResult, ChatService
 from llmserve.services.models import ModelRegistry
 from llmserve.services.tokens import TokenService
@@ -34,10 +34,10 @@ from llmserve.types import ChatMessage
 logger = logging.getLogger(__name__)
 
 
-def context(request: Request) -> RequestContext:
+def context(request: Request, body: AnthropicMessagesRequest) -> RequestContext:
     """As Chat Completions has it; with authentication off an Anthropic client's ``x-api-key`` (not a
     bearer token) is what keeps two clients' cached answers apart."""
-    ctx = request_context(request)
+    ctx = request_context(request, body.cache, body.priority)
     api_key = request.headers.get("x-api-key", "").strip()
     if ctx.api_key is None and api_key:
         tenant = "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:24]
@@ -55,9 +55,11 @@ async def ask(
     options = convert.options(body)
     if where.any_anthropic:
         raw = orjson.loads(await request.body())  # the body as sent, every field the schema lets by
-        carried = native.native_request(raw, messages, request.headers, translatable)
+        upstream = {k: v for k, v in raw.items() if k not in EXTENSIONS}
+        carried = native.native_request(upstream, messages, request.headers, translatable)
         options = dataclasses.replace(options, native=carried)
-    return ChatAsk(messages, options, model=body.model), context(request)
+    question = ChatAsk(messages, options, model=body.model, conversation_id=body.conversation_id)
+    return question, context(request, body)
 
 
 async def answer(chat: ChatService, question: ChatAsk, ctx: RequestContext) -> JsonReply:
