@@ -21,7 +21,6 @@ from llmserve.api.serving.ollama_stream import (
     NdjsonReply,
     chat_body,
     created_at,
-    durations,
     generate_body,
     stream_lines,
 )
@@ -223,9 +222,9 @@ async def load(
     for provider in group.providers:
         if isinstance(provider, LocallyManaged):
             await provider.manager.get()
-    took = time.perf_counter() - started
+    took = int((time.perf_counter() - started) * 1_000_000_000)
     empty = {"message": {"role": "assistant", "content": ""}} if chat else {"response": ""}
-    stats = {**durations(took, 0), "load_duration": int(took * 1_000_000_000)}
-    del stats["eval_duration"]
     body = {"model": _model_out(model, group.name), "created_at": created_at(), **empty}
-    return JsonReply({**body, "done": True, "done_reason": "load", **stats})
+    return JsonReply(
+        {**body, "done": True, "done_reason": "load", "total_duration": took, "load_duration": took}
+    )
