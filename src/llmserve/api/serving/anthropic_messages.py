@@ -74,9 +74,20 @@ async def stream(
     # message_start carries the prompt's tokens before any are generated: the group's own count
     # (the tokenizer of a local model; the provider's estimate for a remote one, which the real
     # count in message_delta then replaces).
-    counted = await tokens.tokenize(started.route.group, messages=question.messages)
-    events = anthropic_stream.message_events(started, counted.token_count)
+    events = anthropic_stream.message_events(
+        started, await _prompt_tokens(tokens, started.route.group, question)
+    )
     return StreamReply(events, stream_headers(started))
+
+
+async def _prompt_tokens(tokens: TokenService, group: str, question: ChatAsk) -> int:
+    """The count for message_start; 0 if it cannot be had. The stream is open (it holds its admission
+    until its events run), so nothing may raise between here and its first event."""
+    try:
+        return (await tokens.tokenize(group, messages=question.messages)).token_count
+    except Exception:
+        logger.warning("message_start: the prompt of %s could not be counted", group, exc_info=True)
+        return 0
 
 
 async def count_tokens(
