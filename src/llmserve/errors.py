@@ -135,7 +135,7 @@ class NoDeploymentAvailable(LLMServeError):
     status_code = 503
     error_type = "service_unavailable"
     code = "no_deployment_available"
-    retry_after = 1
+    retry_after: float = 1.0  # set per refusal: when the first open breaker lets a probe through
 
 
 class Unauthorized(LLMServeError):

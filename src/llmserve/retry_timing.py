@@ -60,3 +60,20 @@ def _until_date(text: str, now: float) -> float | None:
     if when.tzinfo is None:  # the asctime and "-0000" forms parse without a zone; HTTP dates are GMT
         when = when.replace(tzinfo=UTC)
     return max(when.timestamp() - now, 0.0)
+
+
+def format_duration(seconds: float) -> str:
+    """OpenAI's (Go's) duration format at millisecond precision, rounded up: 20ms, 8.64s, 1m0s."""
+    millis = max(0, math.ceil(round(seconds * 1000, 6)))
+    if millis == 0:
+        return "0s"
+    if millis < 1000:
+        return f"{millis}ms"
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"

@@ -27,6 +27,7 @@ from typing import Protocol
 
 from llmserve.config import LimitRule
 from llmserve.errors import RateLimited
+from llmserve.retry_timing import format_duration
 
 # Why a subject refused a request: a bit per dimension (and one for a request that can never fit).
 BLOCKED_REQUESTS = 1
@@ -208,20 +209,3 @@ def _tightest(checks: Sequence[SubjectCheck], dimension: str) -> tuple[int, int,
         return None
     remaining, limit, reset = min(candidates)
     return limit, remaining, reset
-
-
-def format_duration(seconds: float) -> str:
-    """OpenAI's (Go's) duration format at millisecond precision, rounded up: 20ms, 8.64s, 1m0s."""
-    millis = max(0, math.ceil(round(seconds * 1000, 6)))
-    if millis == 0:
-        return "0s"
-    if millis < 1000:
-        return f"{millis}ms"
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"

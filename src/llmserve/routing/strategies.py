@@ -5,10 +5,12 @@ A strategy returns an order, not one pick, so a retry goes to the next deploymen
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 
 from llmserve.errors import NoDeploymentAvailable, RateLimited
+from llmserve.retry_timing import format_duration
 from llmserve.routing.deployment import Deployment
 
 Strategy = Callable[[Sequence[Deployment], random.Random], list[Deployment]]
@@ -21,7 +23,7 @@ def eligible(group: str, deployments: Sequence[Deployment]) -> list[Deployment]:
     every deployment out, and ``NoDeploymentAvailable`` when their breakers do.
     """
     ready: list[Deployment] = []
-    waits: list[float] = []
+    capped: list[tuple[Deployment, float]] = []
     for deployment in deployments:
         if not deployment.breaker.would_allow():
             continue
@@ -29,16 +31,40 @@ def eligible(group: str, deployments: Sequence[Deployment]) -> list[Deployment]:
         if wait is None:
             ready.append(deployment)
         else:
-            waits.append(wait)
+            capped.append((deployment, wait))
     if ready:
         return ready
-    if waits:
-        retry_after = min(waits)
-        raise RateLimited(
-            f"Every deployment of '{group}' is at its rate limit; retry after {retry_after:.1f}s",
-            retry_after=retry_after,
-        )
-    raise NoDeploymentAvailable(f"No deployment of '{group}' is available right now")
+    if capped:
+        raise _at_capacity(group, capped)
+    refused = NoDeploymentAvailable(f"No deployment of '{group}' is available right now")
+    # Retry-After says when the first open breaker lets a probe through, not a flat second: a client
+    # told "1" while a breaker stays open 10 s more would retry ten times for nothing.
+    waits = [s for s in (d.breaker.seconds_until_half_open() for d in deployments) if s is not None]
+    refused.retry_after = max(1.0, min(waits, default=1.0))
+    raise refused
+
+
+def _at_capacity(group: str, capped: Sequence[tuple[Deployment, float]]) -> RateLimited:
+    """429 for a group whose every deployment is at its rpm/tpm/concurrency cap, with the rate-limit
+    headers a client backs off by (as a key's limit sends them): nothing remains until the first
+    deployment frees up; the limit is the group's requests per minute when every deployment has one."""
+    retry_after = min(wait for _, wait in capped)
+    refused = RateLimited(
+        f"Every deployment of '{group}' is at its rate limit; retry after {retry_after:.1f}s",
+        retry_after=retry_after,
+    )
+    headers = {
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": format_duration(retry_after),
+        "x-ratelimit-remaining": "0",
+        "x-ratelimit-reset": str(math.ceil(retry_after)),
+    }
+    rpms = [deployment.config.rpm for deployment, _ in capped]
+    if all(rpm is not None for rpm in rpms):
+        limit = str(sum(rpm for rpm in rpms if rpm is not None))
+        headers.update({"x-ratelimit-limit-requests": limit, "x-ratelimit-limit": limit})
+    refused.headers = headers
+    return refused
 
 
 def weighted(deployments: Sequence[Deployment], rng: random.Random) -> list[Deployment]:

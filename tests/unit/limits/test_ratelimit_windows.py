@@ -9,8 +9,8 @@ import pytest
 
 from llmserve.config import LimitRule
 from llmserve.errors import Overloaded, RateLimited
-from llmserve.limits.leases import format_duration
 from llmserve.limits.ratelimit import InProcessLimiter, LimitSubject, RedisLimiter
+from llmserve.retry_timing import format_duration
 from tests.unit.limits.conftest import FakeClock
 
 KEY = "key:k1"

@@ -135,6 +135,47 @@ def test_open_breakers_exclude_and_all_open_is_no_deployment_available() -> None
         eligible("g", [broken])
 
 
+def test_all_breakers_open_say_retry_after_when_the_first_lets_a_probe_through() -> None:
+    # It said 1 s while the breakers stayed open 10 s more: clients retried ten times for nothing.
+    clock = FakeClock()
+    soon = deployment(
+        FakeProvider("soon"), clock, breaker=CircuitBreakerSettings(failure_threshold=1, cooldown_seconds=12)
+    )
+    late = deployment(
+        FakeProvider("late"), clock, breaker=CircuitBreakerSettings(failure_threshold=1, cooldown_seconds=30)
+    )
+    soon.breaker.record_failure()
+    late.breaker.record_failure()
+    clock.advance(2)
+    with pytest.raises(NoDeploymentAvailable) as caught:
+        eligible("g", [soon, late])
+    assert caught.value.retry_after == pytest.approx(10)
+    clock.advance(9.5)
+    with pytest.raises(NoDeploymentAvailable) as caught:
+        eligible("g", [soon, late])
+    assert caught.value.retry_after == 1.0  # never less than a second
+
+
+def test_a_group_at_its_deployment_caps_sends_rate_limit_headers() -> None:
+    clock = FakeClock()
+    first = deployment(FakeProvider("first"), clock, rpm=1)
+    second = deployment(FakeProvider("second"), clock, rpm=2)
+    first.stats.begin()
+    second.stats.begin()
+    second.stats.begin()
+    clock.advance(15)
+    with pytest.raises(RateLimited) as caught:
+        eligible("g", [first, second])
+    assert caught.value.headers == {
+        "x-ratelimit-limit-requests": "3",
+        "x-ratelimit-limit": "3",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-remaining": "0",
+        "x-ratelimit-reset-requests": "45s",
+        "x-ratelimit-reset": "45",
+    }
+
+
 def test_snapshot_shows_health_without_secrets() -> None:
     clock = FakeClock()
     d = deployment(
