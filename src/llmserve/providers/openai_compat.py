@@ -15,6 +15,7 @@ import orjson
 
 from llmserve.config import ModelDeployment
 from llmserve.errors import UpstreamError
+from llmserve.providers import openai_responses_native as responses_native
 from llmserve.providers.http import Timeouts, UpstreamHTTP, upstream_message
 from llmserve.types import (
     ChatInput,
@@ -63,6 +64,8 @@ class OpenAIProvider:
         )
 
     async def complete(self, request: GenerationInput) -> Completion:
+        if (native := responses_native.native_payload(self.deployment, request, stream=False)) is not None:
+            return await responses_native.complete(self._native(), native, lambda: self.count_tokens(request))
         url, payload = self._request(request)
         body = await self._http.post_json(
             url, payload, self._headers, timeouts=self._timeouts, deployment=self.deployment_id
@@ -78,6 +81,12 @@ class OpenAIProvider:
         return Completion(choices=parsed, usage=usage)
 
     async def stream(self, request: GenerationInput) -> AsyncGenerator[StreamEvent, None]:
+        if (native := responses_native.native_payload(self.deployment, request, stream=True)) is not None:
+            async for piece in responses_native.stream(
+                self._native(), native, lambda: self.count_tokens(request)
+            ):
+                yield piece
+            return
         url, payload = self._request(request)
         payload["stream"] = True
         payload["stream_options"] = {"include_usage": True}
@@ -147,6 +156,11 @@ class OpenAIProvider:
         """Nothing to release: the shared ``UpstreamHTTP`` is closed by the app."""
 
     # -- wire conversions ----------------------------------------------------------------------
+    def _native(self) -> responses_native.NativeCall:
+        """The upstream's own Responses API (deployments with ``responses_api: native``)."""
+        url = f"{self._base}/responses"
+        return responses_native.NativeCall(self._http, url, self._headers, self._timeouts, self.deployment_id)
+
     def _request(self, request: GenerationInput) -> tuple[str, dict[str, Any]]:
         payload: dict[str, Any] = {"model": self.deployment.model}
         if isinstance(request, ChatInput):
