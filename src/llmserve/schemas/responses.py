@@ -31,8 +31,9 @@ class TextOptions(BaseModel):
 
 
 class ResponsesRequest(BaseModel):
-    # SDKs add fields over time (include, prompt_cache_key, service_tier, ...): unknown ones are ignored.
-    model_config = ConfigDict(extra="ignore")
+    # SDKs add fields over time (include, prompt_cache_key, service_tier, ...): unknown ones are kept,
+    # unread by the pipeline, for an upstream that speaks the Responses API (responses_api: native).
+    model_config = ConfigDict(extra="allow")
 
     model: str | None = Field(None, max_length=256)
     input: str | list[dict[str, Any]] = Field(

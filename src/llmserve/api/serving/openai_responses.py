@@ -10,15 +10,18 @@ call) and fills in that stored response.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from llmserve.api.serving import responses_convert as convert
+from llmserve.api.serving import responses_native
 from llmserve.api.serving.replies import JsonReply, answer_headers
 from llmserve.errors import InvalidRequest, LLMServeError
 from llmserve.jobs.units import new_job_id
 from llmserve.request_context import RequestContext
 from llmserve.schemas.responses import ResponsesRequest
 from llmserve.services.chat import ChatAsk, ChatResult, ChatService
+from llmserve.services.models import ModelRegistry
 from llmserve.services.responses import ResponseStore, StoredResponse, new_response_id
 from llmserve.storage.models import utcnow
 
@@ -74,8 +77,11 @@ def response_object(response: StoredResponse) -> dict[str, Any]:
     }
 
 
-async def chat_ask(store: ResponseStore, body: ResponsesRequest, owner: str) -> tuple[ChatAsk, list[Any]]:
-    """The chat call for ``body`` and the request's normalised input items (400s before any work)."""
+async def chat_ask(
+    store: ResponseStore, body: ResponsesRequest, owner: str, registry: ModelRegistry | None = None
+) -> tuple[ChatAsk, list[Any]]:
+    """The chat call for ``body`` and the request's normalised input items (400s before any work);
+    with ``registry``, the client's own body rides along where a native deployment may answer."""
     if body.conversation is not None:
         raise InvalidRequest(
             "conversation is not supported here; chain responses with previous_response_id",
@@ -86,6 +92,9 @@ async def chat_ask(store: ResponseStore, body: ResponsesRequest, owner: str) -> 
     earlier = convert.chat_messages(prior, body.instructions)
     new = convert.chat_messages(items)
     options = convert.options(body)
+    if registry is not None and responses_native.reaches_native(registry, body.model):
+        carried = responses_native.native_request(body, prior, [*earlier, *new])
+        options = dataclasses.replace(options, native=carried)
     if body.truncation == "auto":  # the earlier turns may be cut to fit (the newest kept)
         return ChatAsk(new, options, model=body.model, inline_history=earlier), items
     return ChatAsk([*earlier, *new], options, model=body.model), items
@@ -116,7 +125,7 @@ def pending_response(body: ResponsesRequest, owner: str, items: list[Any], model
 async def create(
     chat: ChatService, store: ResponseStore, body: ResponsesRequest, ctx: RequestContext
 ) -> JsonReply:
-    ask, items = await chat_ask(store, body, ctx.tenant)
+    ask, items = await chat_ask(store, body, ctx.tenant, chat.registry)
     pending = pending_response(body, ctx.tenant, items, body.model or "")
     result = await chat.answer(ask, ctx)
     response = finished(pending, result)
@@ -168,7 +177,7 @@ async def run_background(
     chain and the response are the submitter's (``pending.owner``), whoever the job runs as."""
     if not await store.start(pending.id):  # cancelled before it began
         return JsonReply(response_object(await store.get(pending.owner, pending.id)))
-    ask, _ = await chat_ask(store, body, pending.owner)
+    ask, _ = await chat_ask(store, body, pending.owner, chat.registry)
     try:
         result = await chat.answer(ask, ctx)
     except LLMServeError as exc:

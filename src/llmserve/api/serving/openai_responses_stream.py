@@ -132,7 +132,7 @@ class _Output:
 async def stream(
     chat: ChatService, store: ResponseStore, body: ResponsesRequest, ctx: RequestContext
 ) -> StreamReply:
-    ask, items = await chat_ask(store, body, ctx.tenant)
+    ask, items = await chat_ask(store, body, ctx.tenant, chat.registry)
     pending = pending_response(body, ctx.tenant, items, body.model or "")
     started = await chat.open_stream(ask, ctx)  # errors before the first byte are HTTP errors
     pending.model = started.model
