@@ -18,6 +18,12 @@ class CircuitBreakerSettings(StrictModel):
     window_seconds: float = Field(30.0, gt=0)
     min_calls: int = Field(10, gt=0, description="Calls in the window before the error rate counts")
     cooldown_seconds: float = Field(15.0, gt=0, description="Open this long, then one half-open probe")
+    startup_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="Until a deployment first answers, within this long of start, an open breaker probes "
+        "again after 1 s instead of the cooldown (an upstream that comes up late serves at once); 0: off",
+    )
 
 
 class ComplexityRouting(StrictModel):

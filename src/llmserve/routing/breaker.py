@@ -7,6 +7,10 @@ half_open ──probe succeeds──▶ closed (counters reset) · ──probe f
 Only faults of the deployment count (``is_breaker_fault``): a client's bad request says nothing about
 its health, and neither does a 429 (the deployment is up, its quota is spent: the retry moves on).
 
+Start-up grace: a deployment that has not answered once yet, within ``startup_grace_seconds`` of the
+breaker's start, is probed again after ``STARTUP_PROBE_SECONDS`` instead of the whole cooldown. An
+upstream started a few seconds after the gateway (one compose file, one deploy) then serves as soon as
+it is up, not a cooldown later.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from llmserve.config import CircuitBreakerSettings
 from llmserve.errors import ModelLoadFailed, UpstreamError
 
 BreakerState = Literal["closed", "open", "half_open"]
+
+STARTUP_PROBE_SECONDS = 1.0
 
 # Upstream statuses that mean our credentials are refused: a fault of the deployment, not the client.
 CREDENTIAL_STATUSES = frozenset({401, 403})
@@ -50,6 +56,8 @@ class CircuitBreaker:
         self._window_failures = 0
         # When the half-open probe was let through; None while no probe runs.
         self._probe_started: float | None = None
+        self._started = clock()
+        self._ever_succeeded = False
 
     @property
     def state(self) -> BreakerState:
@@ -87,6 +95,7 @@ class CircuitBreaker:
         return True
 
     def record_success(self) -> None:
+        self._ever_succeeded = True
         if self._state == "half_open":
             self._close()
             return
@@ -119,11 +128,18 @@ class CircuitBreaker:
     def _probe_running(self, now: float) -> bool:
         # A probe whose caller never reported (a bug, a lost task) must not wedge the breaker for good:
         # after one more cooldown another probe may go.
-        return self._probe_started is not None and now - self._probe_started < self.settings.cooldown_seconds
+        return self._probe_started is not None and now - self._probe_started < self._cooldown()
+
+    def _cooldown(self) -> float:
+        cooldown = self.settings.cooldown_seconds
+        opened_at = self.opened_at if self.opened_at is not None else self._clock()
+        if not self._ever_succeeded and opened_at - self._started < self.settings.startup_grace_seconds:
+            return min(cooldown, STARTUP_PROBE_SECONDS)
+        return cooldown
 
     def _cooldown_left(self, now: float) -> float:
         assert self.opened_at is not None
-        return self.opened_at + self.settings.cooldown_seconds - now
+        return self.opened_at + self._cooldown() - now
 
     def _add_call(self, now: float, *, failed: bool) -> None:
         self._calls.append((now, failed))

@@ -18,6 +18,7 @@ def breaker(clock: FakeClock, **settings: float) -> CircuitBreaker:
         "window_seconds": 30,
         "min_calls": 10,
         "cooldown_seconds": 15,
+        "startup_grace_seconds": 0,  # the grace has its own tests below
     }
     return CircuitBreaker(CircuitBreakerSettings(**{**defaults, **settings}), clock)
 
@@ -156,3 +157,31 @@ def test_late_results_while_open_do_not_change_the_cooldown() -> None:
 def test_fault_and_retry_classification(error: BaseException, fault: bool, retryable: bool) -> None:
     assert is_breaker_fault(error) is fault
     assert is_retryable(error) is retryable
+
+
+def test_a_deployment_that_never_answered_is_probed_every_second_during_the_start_up_grace() -> None:
+    # An upstream started a few seconds after the gateway used to stay behind an open breaker for the
+    # whole cooldown (15 s of 503s) although it was up after 3 s.
+    clock = FakeClock()
+    b = breaker(clock, startup_grace_seconds=30)
+    for _ in range(3):
+        b.record_failure()
+    assert b.state == "open" and b.seconds_until_half_open() == 1.0
+    clock.advance(1)
+    assert b.allow()  # the probe
+    b.record_success()
+    assert b.state == "closed"
+
+
+def test_after_a_first_answer_or_after_the_grace_the_cooldown_is_whole_again() -> None:
+    clock = FakeClock()
+    answered = breaker(clock, startup_grace_seconds=30)
+    answered.record_success()
+    for _ in range(3):
+        answered.record_failure()
+    assert answered.seconds_until_half_open() == 15
+    late = breaker(clock, startup_grace_seconds=30)
+    clock.advance(31)
+    for _ in range(3):
+        late.record_failure()
+    assert late.seconds_until_half_open() == 15

@@ -260,7 +260,7 @@ async def test_one_dead_deployment_costs_no_request() -> None:
     clock = FakeClock()
     dead = FakeProvider("dead", default=UpstreamError("refused", kind="connect", retryable=True))
     alive = FakeProvider("alive")
-    breaker = CircuitBreakerSettings(failure_threshold=3, cooldown_seconds=5)
+    breaker = CircuitBreakerSettings(failure_threshold=3, cooldown_seconds=5, startup_grace_seconds=0)
     r = router(
         {"g": [deployment(dead, clock, breaker=breaker), deployment(alive, clock, breaker=breaker)]},
         clock,

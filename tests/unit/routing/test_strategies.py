@@ -139,10 +139,14 @@ def test_all_breakers_open_say_retry_after_when_the_first_lets_a_probe_through()
     # It said 1 s while the breakers stayed open 10 s more: clients retried ten times for nothing.
     clock = FakeClock()
     soon = deployment(
-        FakeProvider("soon"), clock, breaker=CircuitBreakerSettings(failure_threshold=1, cooldown_seconds=12)
+        FakeProvider("soon"),
+        clock,
+        breaker=CircuitBreakerSettings(failure_threshold=1, cooldown_seconds=12, startup_grace_seconds=0),
     )
     late = deployment(
-        FakeProvider("late"), clock, breaker=CircuitBreakerSettings(failure_threshold=1, cooldown_seconds=30)
+        FakeProvider("late"),
+        clock,
+        breaker=CircuitBreakerSettings(failure_threshold=1, cooldown_seconds=30, startup_grace_seconds=0),
     )
     soon.breaker.record_failure()
     late.breaker.record_failure()
@@ -185,7 +189,7 @@ def test_snapshot_shows_health_without_secrets() -> None:
         api_base="https://user:secret@api.example.com:8443/v1?key=sk-123",
         api_key="sk-top-secret",
         rpm=100,
-        breaker=CircuitBreakerSettings(failure_threshold=1, cooldown_seconds=20),
+        breaker=CircuitBreakerSettings(failure_threshold=1, cooldown_seconds=20, startup_grace_seconds=0),
     )
     d.stats.begin()
     d.stats.end()
