@@ -92,6 +92,8 @@ def gateway(
                 "failure_threshold": FAILURE_THRESHOLD,
                 "cooldown_seconds": COOLDOWN_S,
                 "min_calls": 1000,
+                # These tests count what an open breaker keeps away: no start-up probing each second.
+                "startup_grace_seconds": 0,
             },
         },
     }
