@@ -511,7 +511,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{POLL_S * 1e3:g} ms; breaker failure_threshold {FAILURE_THRESHOLD}, cooldown {COOLDOWN_S:g} s"
     )
     began = time.perf_counter()
-    breaker_on = {"failure_threshold": FAILURE_THRESHOLD, "cooldown_seconds": COOLDOWN_S}
+    # A deployment dead from the start: measured without the start-up grace (probing it every second
+    # for 30 s), which is there for upstreams that come up late, as results recorded before it were.
+    breaker_on = {
+        "failure_threshold": FAILURE_THRESHOLD,
+        "cooldown_seconds": COOLDOWN_S,
+        "startup_grace_seconds": 0,
+    }
     breaker_off = {"failure_threshold": NEVER, "min_calls": NEVER, "cooldown_seconds": COOLDOWN_S}
     cases: list[DeadCase] = []
     solo = TimedUpstream("solo")  # (b)'s upstream, in this process: the benchmark switches its faults
