@@ -21,6 +21,9 @@ QUESTION = "What is 2 plus 3?"
 SAMPLING = {"temperature": 0, "max_tokens": 24}
 
 
+ANTHROPIC_BODY = {"model": "tiny-chat", "messages": [{"role": "user", "content": QUESTION}], **SAMPLING}
+
+
 def tokens_booked(client: TestClient) -> dict[str, float]:
     """llmserve_tokens_total by type, summed over models: what the settle step booked."""
     totals: dict[str, float] = {}
@@ -134,9 +137,24 @@ def responses_stream(client: TestClient) -> str:
     return text
 
 
+def anthropic_message(client: TestClient) -> str:
+    response = client.post("/v1/messages", json=ANTHROPIC_BODY)
+    assert response.status_code == 200, response.text
+    return "".join(block["text"] for block in response.json()["content"])
+
+
+def anthropic_stream(client: TestClient) -> str:
+    response = client.post("/v1/messages", json={**ANTHROPIC_BODY, "stream": True})
+    assert response.status_code == 200, response.text
+    data = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    return "".join(event["delta"]["text"] for event in data if event["type"] == "content_block_delta")
+
+
 SURFACES: dict[str, Callable[[TestClient], str]] = {
     "responses json": responses_json,
     "responses stream": responses_stream,
+    "anthropic message": anthropic_message,
+    "anthropic stream": anthropic_stream,
     "openai json": openai_json,
     "openai stream": openai_stream,
     "openai seed shape": openai_seed_shape,
@@ -181,6 +199,8 @@ def test_every_surface_gives_the_same_answer_and_books_it_once(
         ("POST", "/chat", {"message": QUESTION, "stream": True}),
         ("POST", "/v1/responses", {"input": QUESTION, **RESPONSES_SAMPLING}),
         ("POST", "/v1/responses", {"input": QUESTION, "stream": True, **RESPONSES_SAMPLING}),
+        ("POST", "/v1/messages", ANTHROPIC_BODY),
+        ("POST", "/v1/messages", {**ANTHROPIC_BODY, "stream": True}),
     ],
 )
 def test_every_http_surface_says_who_answered(
