@@ -85,13 +85,15 @@ hot_routes = [
 
 
 @router.post("/embed", response_model=OllamaEmbedResponse)
-async def ollama_embed(body: OllamaEmbedRequest, chat: ChatServiceDep) -> dict[str, Any]:
-    return await ollama_models.embed(chat, body)
+async def ollama_embed(body: OllamaEmbedRequest, chat: ChatServiceDep, request: Request) -> dict[str, Any]:
+    return await ollama_models.embed(chat, body, convert.request_context(request).principal)
 
 
 @router.post("/embeddings", response_model=OllamaEmbeddingsResponse)
-async def ollama_embeddings(body: OllamaEmbeddingsRequest, chat: ChatServiceDep) -> dict[str, Any]:
-    return await ollama_models.embeddings(chat, body)
+async def ollama_embeddings(
+    body: OllamaEmbeddingsRequest, chat: ChatServiceDep, request: Request
+) -> dict[str, Any]:
+    return await ollama_models.embeddings(chat, body, convert.request_context(request).principal)
 
 
 @router.get("/tags", response_model=OllamaTagsResponse)

@@ -69,8 +69,10 @@ hot_routes = [
 
 
 @router.post("/embeddings", response_model=EmbeddingResponse)
-async def create_embeddings(body: EmbeddingRequest, chat: ChatServiceDep) -> EmbeddingResponse:
-    return await openai_models.embeddings(chat, body)
+async def create_embeddings(
+    body: EmbeddingRequest, chat: ChatServiceDep, request: Request
+) -> EmbeddingResponse:
+    return await openai_models.embeddings(chat, body, convert.request_context(request).principal)
 
 
 @router.get("/models", response_model=ModelList)

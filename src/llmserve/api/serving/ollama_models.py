@@ -24,6 +24,7 @@ import llmserve
 from llmserve.api.serving.ollama_stream import durations
 from llmserve.config import ModelDeployment
 from llmserve.config.models import BUNDLED_MODEL_ID
+from llmserve.principal import Principal
 from llmserve.schemas.ollama import OllamaEmbeddingsRequest, OllamaEmbedRequest
 from llmserve.services.chat import ChatService
 from llmserve.services.models import LocallyManaged, ModelGroup, ModelRegistry
@@ -229,11 +230,11 @@ def version() -> dict[str, str]:
     return {"version": OLLAMA_VERSION}
 
 
-async def embed(chat: ChatService, body: OllamaEmbedRequest) -> dict[str, Any]:
+async def embed(chat: ChatService, body: OllamaEmbedRequest, principal: Principal) -> dict[str, Any]:
     started = time.perf_counter()
     texts = body.texts()
     if texts:
-        model, vectors = await chat.embed(texts, group_name(chat.registry, body.model))
+        model, vectors = await chat.embed(texts, group_name(chat.registry, body.model), principal)
     else:  # Ollama answers an empty input with no vectors (an unknown model is still a 404)
         model, vectors = chat.registry.group(group_name(chat.registry, body.model)).name, []
     if body.dimensions is not None:
@@ -249,8 +250,10 @@ async def embed(chat: ChatService, body: OllamaEmbedRequest) -> dict[str, Any]:
     }
 
 
-async def embeddings(chat: ChatService, body: OllamaEmbeddingsRequest) -> dict[str, Any]:
+async def embeddings(
+    chat: ChatService, body: OllamaEmbeddingsRequest, principal: Principal
+) -> dict[str, Any]:
     if not body.prompt:  # Ollama answers an empty prompt with an empty vector
         return {"embedding": []}
-    _, vectors = await chat.embed([body.prompt], group_name(chat.registry, body.model))
+    _, vectors = await chat.embed([body.prompt], group_name(chat.registry, body.model), principal)
     return {"embedding": vectors[0]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import struct
 
+from llmserve.principal import Principal
 from llmserve.schemas.openai import (
     EmbeddingOut,
     EmbeddingRequest,
@@ -17,9 +18,9 @@ from llmserve.services.chat import ChatService
 from llmserve.services.models import ModelGroup, ModelRegistry
 
 
-async def embeddings(chat: ChatService, body: EmbeddingRequest) -> EmbeddingResponse:
+async def embeddings(chat: ChatService, body: EmbeddingRequest, principal: Principal) -> EmbeddingResponse:
     texts = body.texts()
-    model, vectors = await chat.embed(texts, body.model)
+    model, vectors = await chat.embed(texts, body.model, principal)
     if body.dimensions is not None:
         vectors = [vector[: body.dimensions] for vector in vectors]
     # Remote upstreams report usage per request; this estimate (chars/4) keeps the field honest-ish

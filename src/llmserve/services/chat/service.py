@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from llmserve.observability.context import current_model
 from llmserve.observability.metrics import Metrics
+from llmserve.principal import Principal
 from llmserve.request_context import RequestContext
 from llmserve.services.accounting import Accounting
 from llmserve.services.admission import Admission
@@ -24,6 +25,7 @@ from llmserve.services.chat.pipeline import Pipeline
 from llmserve.services.chat.prepare import ChatAsk, prepare_chat, prepare_text
 from llmserve.services.chat.stream import open_stream
 from llmserve.services.conversations import ConversationService
+from llmserve.services.keys import ensure_model_allowed
 from llmserve.services.models import ModelRegistry
 from llmserve.types import GenerationOptions
 
@@ -76,7 +78,12 @@ class ChatService:
         call = prepare_text(self.pipeline, prompt, options, model, ctx, stream=True)
         return await open_stream(self.pipeline, call)
 
-    async def embed(self, texts: Sequence[str], model: str | None) -> tuple[str, list[list[float]]]:
+    async def embed(
+        self, texts: Sequence[str], model: str | None, principal: Principal
+    ) -> tuple[str, list[list[float]]]:
+        """Vectors from the group ``model`` names, if the caller's key may use it (403 otherwise, as
+        for chat: a key scoped to some models must not reach the others through embeddings)."""
         group = self.registry.route_group(model, None, None)
         current_model.set(group)
+        ensure_model_allowed(principal, group)
         return group, await self.registry.embed(group, texts)
