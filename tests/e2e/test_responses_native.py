@@ -152,7 +152,7 @@ def test_a_function_call_round_trip(gateway: LiveServer, upstreams: dict[str, Up
     (call,) = [item for item in called.output if item.type == "function_call"]
     assert call.name == "get_weather" and json.loads(call.arguments) == {"text": "Weather in Paris?"}
     upstreams["first"].reset_counters()
-    output = [{"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21 C"}]
+    output: Any = [{"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21 C"}]
     with client.responses.stream(
         model="agent", previous_response_id=called.id, input=output, tools=[WEATHER_TOOL]
     ) as stream:
