@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ from llmserve.config import Settings, load_settings
 
 MASTER = "master-key-for-the-fuzz-tier-0123456789"
 READY_TIMEOUT_SECONDS = 120.0
+# Requests sent per kind of run (``auth off``, ``auth on``, ``stateful``): the tier's size, printed at
+# the end of the run so that a change which quietly stops generating cases shows.
+CASES = pytest.StashKey[Counter[str]]()
 
 
 def fuzz_settings(data_dir: Path, *, secured: bool) -> Settings:
@@ -102,3 +106,16 @@ def open_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LongLived]:
 @pytest.fixture(scope="module")
 def secured_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LongLived]:
     yield from _app(tmp_path_factory, secured=True)
+
+
+@pytest.fixture(scope="session")  # one per run; hypothesis refuses function-scoped fixtures
+def cases_sent(request: pytest.FixtureRequest) -> Counter[str]:
+    counts: Counter[str] = request.config.stash.setdefault(CASES, Counter())
+    return counts
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    counts = config.stash.get(CASES, None)
+    if counts:
+        kinds = ", ".join(f"{kind}: {count}" for kind, count in sorted(counts.items()))
+        terminalreporter.write_line(f"fuzz tier: {sum(counts.values())} cases sent ({kinds})")

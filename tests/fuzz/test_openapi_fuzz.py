@@ -7,6 +7,7 @@ match the document, and a request the schema forbids (``max_tokens: "64"``) that
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +74,12 @@ def check(case: Case[Any], app: LongLived) -> None:
 
 
 @open_api.parametrize()
-def test_auth_off(case: Case[Any], open_app: LongLived) -> None:
+def test_auth_off(case: Case[Any], open_app: LongLived, cases_sent: Counter[str]) -> None:
+    cases_sent["auth off"] += 1
     check(case, open_app)
 
 
 @secured_api.parametrize()
-def test_auth_on(case: Case[Any], secured_app: LongLived) -> None:
+def test_auth_on(case: Case[Any], secured_app: LongLived, cases_sent: Counter[str]) -> None:
+    cases_sent["auth on"] += 1
     check(case, secured_app)

@@ -17,7 +17,13 @@ from pydantic import BaseModel
 
 from llmserve.api.hot_route import HotRoute
 from llmserve.schemas.errors import ErrorResponse
-from llmserve.schemas.openai import ChatCompletionChunk, CompletionChunk
+from llmserve.schemas.openai import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    CompletionChunk,
+    CompletionRequest,
+    EmbeddingRequest,
+)
 from llmserve.schemas.seed import SeedStreamEvent
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -53,6 +59,8 @@ def _document(app: FastAPI, routes: Sequence[HotRoute]) -> dict[str, Any]:
     _describe_errors(document, error)
     _describe_streams(document, ref, error)
     _describe_downloads(document)
+    _describe_async_bodies(document, ref)
+    _describe_links(document)
     _describe_security(document)
     return document
 
@@ -199,6 +207,66 @@ def _describe_downloads(document: dict[str, Any]) -> None:
             "description": "The file's bytes, as uploaded or as the batch wrote them",
             "content": {"application/jsonl": {"schema": {"type": "string", "format": "binary"}}},
         }
+
+
+# An async job's body is its synchronous endpoint's (checked the same way at submit), plus callback_url.
+_ASYNC_BODIES: dict[str, type[BaseModel]] = {
+    "/v1/async/chat/completions": ChatCompletionRequest,
+    "/v1/async/completions": CompletionRequest,
+    "/v1/async/embeddings": EmbeddingRequest,
+}
+_CALLBACK = {
+    "type": "object",
+    "properties": {"callback_url": {"type": "string", "description": "POSTed the finished job (signed)"}},
+}
+
+
+def _describe_async_bodies(document: dict[str, Any], ref: Ref) -> None:
+    for path, model in _ASYNC_BODIES.items():
+        operation = document["paths"].get(path, {}).get("post")
+        if operation is not None:
+            schema = {"allOf": [ref(model), _CALLBACK]}
+            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+# OpenAPI links: the id in what a call creates is the path parameter of the calls that use it (clients
+# and the fuzz tier's stateful runs follow them). (method, path, status) -> (parameter, operations).
+_KEY = (
+    "key_id",
+    (("get", "/admin/keys/{key_id}"), ("patch", "/admin/keys/{key_id}"), ("delete", "/admin/keys/{key_id}")),
+)
+_FILE = (
+    "file_id",
+    (
+        ("get", "/v1/files/{file_id}"),
+        ("get", "/v1/files/{file_id}/content"),
+        ("delete", "/v1/files/{file_id}"),
+    ),
+)
+_BATCH = ("batch_id", (("get", "/v1/batches/{batch_id}"), ("post", "/v1/batches/{batch_id}/cancel")))
+_JOB = ("job_id", (("get", "/v1/jobs/{job_id}"), ("delete", "/v1/jobs/{job_id}")))
+_LINKS: dict[tuple[str, str, str], tuple[str, tuple[tuple[str, str], ...]]] = {
+    ("post", "/admin/keys", "201"): _KEY,
+    ("post", "/v1/files", "200"): _FILE,
+    ("post", "/v1/batches", "200"): _BATCH,
+    ("post", "/v1/async/chat/completions", "202"): _JOB,
+    ("post", "/v1/async/completions", "202"): _JOB,
+    ("post", "/v1/async/embeddings", "202"): _JOB,
+}
+
+
+def _describe_links(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    for (method, path, status), (parameter, targets) in _LINKS.items():
+        answer = paths.get(path, {}).get(method, {}).get("responses", {}).get(status)
+        if answer is None:
+            continue
+        links = answer.setdefault("links", {})
+        for target_method, target_path in targets:
+            target = paths.get(target_path, {}).get(target_method)
+            if target is not None:
+                name = target["operationId"]
+                links[name] = {"operationId": name, "parameters": {parameter: "$response.body#/id"}}
 
 
 def _describe_security(document: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from starlette.responses import Response, StreamingResponse
 from llmserve.api.deps import JobsDep
 from llmserve.api.serving.batches import file_object
 from llmserve.api.serving.convert import request_context
+from llmserve.jobs.files import UPLOAD_PURPOSES
 from llmserve.schemas.batches import FileDeleted, FileList, FileObject
 
 router = APIRouter(prefix="/v1", tags=["files"])
@@ -22,7 +23,9 @@ async def upload_file(
     request: Request,
     jobs: JobsDep,
     file: Annotated[UploadFile, File(description="JSONL, one request per line")],
-    purpose: Annotated[str, Form()],
+    # The document names the purposes (so clients, and the fuzz tier, can send a valid one); the
+    # check, and its error, stay the service's.
+    purpose: Annotated[str, Form(json_schema_extra={"enum": list(UPLOAD_PURPOSES)})],
 ) -> FileObject:
     content = await jobs.files.read_upload(file)
     owner = request_context(request).tenant
