@@ -1,7 +1,13 @@
 """The admission queue at 10x its capacity: what is admitted, what is shed, how long the admitted wait.
 
-    python benchmarks/queue_overload.py                         # defaults: about 25 s
+    python benchmarks/queue_overload.py                         # the product's defaults: about 25 s
     python benchmarks/queue_overload.py --seconds 60 --overload 20 --concurrency 16 --max-queued 256
+    python benchmarks/queue_overload.py --live                  # a real server, the bundled model: ~40 s
+
+``--live`` (benchmarks/overload_live.py) starts ``llmserve serve`` with the bundled model and its
+defaults and runs 10x ``engine.max_batch_size`` chat clients in a closed loop that honour Retry-After;
+it prints the latency of the answers and of the 503s as a client sees them. The rest of this text is
+about the in-process mode.
 
 In process, through ``AdmissionQueue`` itself (not the ASGI app: the queue is not wired into the chat
 pipeline yet). Each admitted request holds its slot for a simulated upstream call, an
@@ -14,10 +20,14 @@ for ``--seconds``, so the queue stays full and most requests must be shed. The t
 way it is in practice: one heavy tenant sends ``--heavy-share`` of it, ``--light-tenants`` others
 share the rest; ``--urgent-share`` of the requests carry priority 1, the rest the default 5.
 
+The defaults are the product's: ``engine.max_batch_size`` slots (what a local group admits), the
+configuration's ``queue.max_queued`` and ``queue.queue_timeout_seconds``.
+
 Printed: requests admitted and shed (503 ``queue_full`` at the door, 503 ``queue_timeout`` after
 waiting), the wait of the admitted (p50, p99, max, and split by tenant kind and priority), how long a
-refusal took, the largest queue seen, the CPU the process spent per request, and peak RSS. Every
-request must end (admitted or 503) before a deadline; the script fails otherwise.
+refusal took, how long any 503 took (p50, max) and a success end to end (wait + hold), the largest
+queue seen, the CPU the process spent per request, and peak RSS. Every request must end (admitted or
+503) before a deadline; the script fails otherwise.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/...` from the root
 
-from llmserve.config import QueueSettings
+from llmserve.config import EngineSettings, QueueSettings
 from llmserve.errors import QueueFull
 from llmserve.limits.queue import AdmissionQueue
 
@@ -51,6 +61,8 @@ class Outcomes:
     shed: Counter[str] = field(default_factory=Counter)  # by QueueFull code
     waits: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # "all", kinds, "p1"...
     refusal_s: list[float] = field(default_factory=list)
+    any_503_s: list[float] = field(default_factory=list)  # queue_full and queue_timeout
+    success_s: list[float] = field(default_factory=list)  # wait + hold
     retry_after: list[float] = field(default_factory=list)
     peak_queued: int = 0
     peak_running: int = 0
@@ -82,6 +94,7 @@ async def one_request(
         ticket = await queue.acquire(GROUP, priority, tenant)
     except QueueFull as exc:
         out.shed[exc.code or "?"] += 1
+        out.any_503_s.append(time.perf_counter() - start)
         if exc.code == "queue_full":
             out.refusal_s.append(time.perf_counter() - start)
             out.retry_after.append(exc.retry_after)
@@ -93,6 +106,7 @@ async def one_request(
             out.waits[key].append(waited)
         out.peak_running = max(out.peak_running, queue.running(GROUP))
         await asyncio.sleep(args.hold_ms / 1000 * rng.uniform(0.5, 1.5))
+        out.success_s.append(time.perf_counter() - start)
 
 
 async def drive(args: argparse.Namespace) -> tuple[Outcomes, float, float]:
@@ -163,6 +177,8 @@ def report(args: argparse.Namespace, out: Outcomes, cpu_s: float, wall_s: float,
         ("wait of the admitted p50 / p99 / max (ms)", wait_ms),
         ("time to refuse (queue_full) p50 / p99 (µs)", refuse_us),
         ("retry_after on queue_full, median (s)", retry),
+        ("any 503 p50 / max (ms)", _ms(out.any_503_s)),
+        ("success end to end p50 / max (ms)", _ms(out.success_s)),
         ("largest queue seen / max_queued", f"{out.peak_queued} / {args.max_queued}"),
         ("most slots in use / concurrency", f"{out.peak_running} / {args.concurrency}"),
         ("process CPU per offered request (µs)", f"{cpu_s / offered * 1e6:.0f}"),
@@ -183,19 +199,29 @@ def report(args: argparse.Namespace, out: Outcomes, cpu_s: float, wall_s: float,
         print(f"| priority {priority} | | {len(w):,} | | {pct(w, 50) * 1e3:,.0f} | {pct(w, 99) * 1e3:,.0f} |")
 
 
+def _ms(values: list[float]) -> str:
+    return f"{pct(values, 50) * 1e3:,.0f} / {max(values, default=float('nan')) * 1e3:,.0f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=20.0, help="how long requests arrive")
     parser.add_argument("--overload", type=float, default=10.0, help="arrival rate over capacity")
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--max-queued", type=int, default=64)
-    parser.add_argument("--timeout", type=float, default=5.0, help="queue_timeout_seconds")
+    queue = QueueSettings()
+    parser.add_argument("--concurrency", type=int, default=EngineSettings().max_batch_size)
+    parser.add_argument("--max-queued", type=int, default=queue.max_queued)
+    parser.add_argument("--timeout", type=float, default=queue.queue_timeout_seconds, help="queue_timeout")
     parser.add_argument("--hold-ms", type=float, default=240.0, help="simulated upstream time (median)")
     parser.add_argument("--heavy-share", type=float, default=0.8, help="share of traffic from one tenant")
     parser.add_argument("--light-tenants", type=int, default=9)
     parser.add_argument("--urgent-share", type=float, default=0.05, help="share with priority 1")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--live", action="store_true", help="a real server and the bundled model")
     args = parser.parse_args(argv)
+    if args.live:
+        from benchmarks.overload_live import run_live
+
+        return run_live(args.overload, args.seconds)
     rss0 = rss_mib()
     out, cpu_s, wall_s = asyncio.run(drive(args))
     report(args, out, cpu_s, wall_s, rss0)
