@@ -108,6 +108,10 @@ class Choice:
 class Completion:
     choices: list[Choice]
     usage: Usage
+    # The upstream's own answer where it speaks the client's protocol (Anthropic pass-through): what
+    # the choices say and what they cannot (thinking blocks, the stop sequence that matched). Anything
+    # that rewrites the choices (output guardrails, the cache) builds a Completion without it.
+    native: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
