@@ -254,6 +254,19 @@ def test_an_image_reaches_an_anthropic_upstream_and_is_refused_elsewhere(
         client.messages.create(model="agent", max_tokens=32, messages=messages)
 
 
+def test_an_anthropic_upstreams_own_message_comes_back(gateway: LiveServer) -> None:
+    """What the pipeline's neutral answer cannot say (which stop sequence matched) survives."""
+    reply = sdk(gateway.url).messages.create(
+        model="claude",
+        max_tokens=32,
+        stop_sequences=["three"],
+        messages=[{"role": "user", "content": "one two three"}],
+    )
+    assert (reply.stop_reason, reply.stop_sequence) == ("stop_sequence", "three")
+    assert reply.content[0].text == "claude-up: one two "  # type: ignore[union-attr]
+    assert reply.id.startswith("msg_") and reply.model == "claude"
+
+
 def test_a_failed_first_deployment_is_left_before_the_first_byte(
     gateway: LiveServer, upstreams: dict[str, UpstreamServer]
 ) -> None:

@@ -8,6 +8,7 @@ A raw prompt (``/v1/completions``) is sent as one user message: the Messages API
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
@@ -305,12 +306,14 @@ class AnthropicProvider:
         )
 
     async def complete(self, request: GenerationInput) -> Completion:
-        payload = build_payload(self.deployment, request, stream=False)
+        native = native_payload(self.deployment, request, stream=False)
+        payload = native if native is not None else build_payload(self.deployment, request, stream=False)
         headers = {**self._headers, **forwarded_headers(request)}
         body = await self._http.post_json(
             self._url, payload, headers, timeouts=self._timeouts, deployment=self.deployment_id
         )
-        return parse_completion(body, self.deployment_id)
+        completion = parse_completion(body, self.deployment_id)
+        return completion if native is None else dataclasses.replace(completion, native=body)
 
     async def stream(self, request: GenerationInput) -> AsyncIterator[StreamEvent]:
         payload = build_payload(self.deployment, request, stream=True)

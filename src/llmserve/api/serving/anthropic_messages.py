@@ -138,6 +138,8 @@ async def _anthropic_count(
 
 
 def message_body(result: ChatResult) -> dict[str, Any]:
+    if result.completion.native is not None:  # an Anthropic upstream's own message, under our id
+        return {**result.completion.native, "id": f"msg_{result.message_id}", "model": result.model}
     choice = result.completion.choices[0]
     return {
         "id": f"msg_{result.message_id}",

@@ -165,6 +165,25 @@ def test_an_answer_with_text_and_a_tool_call_is_a_message_the_sdk_parses() -> No
     assert (message.usage.input_tokens, message.usage.output_tokens) == (11, 4)
 
 
+def test_an_anthropic_upstreams_own_message_is_answered_under_our_id() -> None:
+    upstream = {
+        "id": "msg_up",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-up",
+        "content": [{"type": "thinking", "thinking": "hm", "signature": "s"}, {"type": "text", "text": "x"}],
+        "stop_reason": "stop_sequence",
+        "stop_sequence": "END",
+        "usage": {"input_tokens": 11, "output_tokens": 4, "cache_read_input_tokens": 3},
+    }
+    result = _result(Choice(0, "x", "stop"))
+    result.completion = Completion(result.completion.choices, result.completion.usage, native=upstream)
+    message = Message.model_validate(message_body(result))
+    assert (message.id, message.model, message.stop_sequence) == ("msg_abc", "g", "END")
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    assert message.usage.cache_read_input_tokens == 3
+
+
 @pytest.mark.parametrize(
     ("finish", "reason"), [("stop", "end_turn"), ("length", "max_tokens"), ("content_filter", "refusal")]
 )
