@@ -15,6 +15,7 @@ import yaml
 from openai import OpenAI
 
 from tests.live_server import LiveServer, running_server
+from tests.polling import poll
 from tests.upstreams.openai_responses_app import OpenAIResponsesUpstream
 from tests.upstreams.server import Fault, UpstreamRequest, UpstreamServer
 
@@ -184,6 +185,22 @@ def test_a_failover_before_the_first_byte(
     handlers["first"].fail_responses = 1  # a 200 whose body says status failed
     assert client.responses.create(model="agent", input="Once more").output_text == "[second] echo: Once more"
     assert [request.path for request in upstreams["second"].requests] == ["/v1/responses"] * 3
+
+
+def test_a_background_response_runs_natively_on_the_queue(
+    gateway: LiveServer, upstreams: dict[str, UpstreamServer]
+) -> None:
+    client = sdk(gateway.url)
+    upstreams["first"].reset_counters()
+    queued = client.responses.create(
+        model="agent", input="Later", background=True, reasoning={"effort": "low"}, prompt_cache_key="k"
+    )
+    assert queued.status in ("queued", "in_progress")
+    assert poll(lambda: client.responses.retrieve(queued.id).status == "completed", within=30)
+    assert client.responses.retrieve(queued.id).output_text == "[first] echo: Later"
+    request, sent = last_sent(upstreams["first"])
+    assert request.path == "/v1/responses" and sent["store"] is False and "background" not in sent
+    assert sent["reasoning"] == {"effort": "low"} and sent["prompt_cache_key"] == "k"
 
 
 def test_a_deployment_without_the_flag_is_translated(

@@ -130,6 +130,7 @@ class StreamReader:
         self.usage: Usage | None = None
         self._handlers: dict[str, Callable[[dict[str, Any]], list[Delta]]] = {
             "response.output_text.delta": self._text,
+            "response.refusal.delta": self._text,  # said as text, as in a whole answer
             "response.output_item.added": self._item,
             "response.function_call_arguments.delta": self._arguments,
             "response.completed": self._end,

@@ -245,3 +245,14 @@ async def test_a_stream_without_usage_is_estimated_and_says_so() -> None:
 def test_timeouts_are_the_deployments() -> None:
     call = provider(LoopbackHTTP())._native()
     assert call.url == "http://up/v1/responses" and isinstance(call.timeouts, Timeouts)
+
+
+async def test_a_streamed_refusal_is_said_as_text_as_in_a_whole_answer() -> None:
+    http = LoopbackHTTP()
+    completed: dict[str, Any] = {"status": "completed", "output": [], "usage": {"input_tokens": 1}}
+    http.replace = [
+        ("response.refusal.delta", {"type": "response.refusal.delta", "delta": "I can't help"}),
+        ("response.completed", {"type": "response.completed", "response": completed}),
+    ]
+    text, finish, usage = await collect(provider(http).stream(request(body())))
+    assert (text.text, finish.finish_reason, usage) == ("I can't help", "stop", Usage(1, 0))
