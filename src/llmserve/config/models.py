@@ -95,7 +95,9 @@ class EngineSettings(StrictModel):
     max_queued_requests: int = Field(
         32, gt=0, description="Generations per local model in its engine (running and waiting); beyond: 503"
     )
-    threads: int | None = Field(None, gt=0, description="torch intra-op threads; default: torch's choice")
+    threads: int | None = Field(
+        None, gt=0, description="torch intra-op threads; default: all cores but one (the event loop's)"
+    )
     max_batch_size: int = Field(
         16, gt=0, description="Generations a local model decodes together (continuous batching); 1: serial"
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -62,3 +63,16 @@ async def run_sized(chars: int, work: Callable[..., T], *args: object) -> T:
     if chars <= INLINE_CHARS:
         return work(*args)
     return await run_blocking(work, *args)
+
+
+def engine_threads(configured: int | None, cores: int | None = None) -> int:
+    """torch's intra-op threads for a serving process: ``engine.threads``, or every core but one.
+
+    torch's own choice is every core, which leaves none to the event loop: at 10x overload on a
+    2-core machine /health's p99 went to 268 ms, the engine answered 16 requests in 10 s (p50 15 s)
+    and 503s took up to 1.6 s; with one thread, 21 ms, 369 answers (p50 1 s) and 503s within 1.0 s.
+    Intra-op threads that wait on each other at every kernel also stall whenever one is descheduled.
+    """
+    if configured is not None:
+        return configured
+    return max(1, (cores if cores is not None else os.cpu_count() or 1) - 1)

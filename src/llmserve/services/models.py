@@ -252,10 +252,11 @@ def _build_provider(
         return LocalEmbeddingProvider(deployment)
     if deployment.provider == "local":
         LocalEngine, LocalProvider = _import_local(deployment)
-        if settings.engine.threads is not None:
-            import torch
+        import torch
 
-            torch.set_num_threads(settings.engine.threads)
+        from llmserve.engine.offload import engine_threads
+
+        torch.set_num_threads(engine_threads(settings.engine.threads))  # one core left to the loop
         engine = LocalEngine(
             ModelManager(deployment),
             settings.engine.max_queued_requests,
