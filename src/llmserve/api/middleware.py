@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import uuid
@@ -15,7 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmserve.api.errors import BodyRejected
 from llmserve.errors import error_body
-from llmserve.observability.context import received_at_var, request_id_var
+from llmserve.observability.context import Cleanup, received_at_var, request_cleanups_var, request_id_var
+
+logger = logging.getLogger(__name__)
 
 # JSON escapes of text no route can keep: NUL (PostgreSQL's text columns refuse it) and the UTF-16
 # surrogate range (text only in pairs; a lone one is not Unicode and cannot be encoded as UTF-8).
@@ -43,9 +46,17 @@ class RequestIdMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
             await send(message)
 
+        cleanups: list[Cleanup] = []
+        registered = request_cleanups_var.set(cleanups)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            for cleanup in cleanups:
+                try:
+                    await cleanup()
+                except Exception:  # one cleanup's failure must not skip the others
+                    logger.exception("cleanup after request %s failed", request_id)
+            request_cleanups_var.reset(registered)
             request_id_var.reset(token)
             received_at_var.reset(received)
 

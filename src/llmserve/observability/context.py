@@ -3,6 +3,7 @@ and errors. The ground floor of observability: this module imports nothing of th
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
@@ -20,3 +21,17 @@ model_load_wait_var: ContextVar[float] = ContextVar("llmserve_model_load_wait", 
 
 def note_model_load_wait(seconds: float) -> None:
     model_load_wait_var.set(model_load_wait_var.get() + seconds)
+
+
+# What must run once the HTTP request's answer is over, whatever happened to it (the outer middleware
+# sets a list per request and runs it at the end): a stream opened for a client that left before its
+# first byte was read holds an admission slot and an upstream connection that nothing else frees.
+Cleanup = Callable[[], Awaitable[None]]
+request_cleanups_var: ContextVar[list[Cleanup] | None] = ContextVar("llmserve_request_cleanups", default=None)
+
+
+def on_request_end(cleanup: Cleanup) -> None:
+    """Run ``cleanup`` when the current HTTP request ends (nothing, outside one)."""
+    cleanups = request_cleanups_var.get()
+    if cleanups is not None:
+        cleanups.append(cleanup)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
+from llmserve.observability.context import on_request_end
 from llmserve.observability.metrics import Metrics
 from llmserve.observability.tracing import span
 from llmserve.routing.route_info import RouteInfo
@@ -49,9 +50,47 @@ async def open_stream(p: Pipeline, call: ChatCall) -> ChatStream:
         hit.similarity if hit is not None else None,
         headers=call.headers(),
     )
-    stream.events = _tracked(p, call, stream, events)
+    tracked = _Tracked(p, call, stream, events)
+    stream.events = tracked
+    on_request_end(tracked.aclose)
     p.observe_overhead(route, call.started)
     return stream
+
+
+class _Tracked:
+    """The stream's events as the surface reads them, closable even before the first is read.
+
+    A client that leaves between the answer's head and its first event never starts the surface's
+    generator, so no ``finally`` of it runs: the admission slot and the upstream connection stayed
+    taken. ``aclose`` (registered to run when the HTTP request ends) frees both then; on a stream that
+    ran, it is the generator's own close (a no-op once it has finished).
+    """
+
+    def __init__(
+        self, p: Pipeline, call: ChatCall, stream: ChatStream, events: AsyncIterator[StreamEvent]
+    ) -> None:
+        self._call = call
+        self._upstream = events
+        self._events = _tracked(p, call, stream, events)
+        self._started = False
+        self._closed = False
+
+    def __aiter__(self) -> _Tracked:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        self._started = True
+        return await anext(self._events)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._started:
+            await self._events.aclose()
+            return
+        await _close(self._upstream)
+        await release(self._call)
 
 
 class _TokenTimer:
@@ -85,7 +124,7 @@ class _TokenTimer:
 
 async def _tracked(
     p: Pipeline, call: ChatCall, stream: ChatStream, events: AsyncIterator[StreamEvent]
-) -> AsyncIterator[StreamEvent]:
+) -> AsyncGenerator[StreamEvent, None]:
     maskers = (
         StreamMaskers(call.admitted) if call.admitted is not None and masks_output(call.admitted) else None
     )

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from llmserve.config import GuardrailSettings
+from llmserve.observability.context import Cleanup, request_cleanups_var
 from llmserve.services.chat.call import ChatStream
 from llmserve.services.chat.prepare import ChatAsk, prepare_chat
 from llmserve.services.chat.stream import open_stream
@@ -76,3 +77,36 @@ async def test_output_guardrails_mask_pieces_as_they_leave_and_the_stored_reply(
     assert "bob@example.com" not in text and text.startswith("mail ")
     stored = fixture.conversations.replies[0][1]
     assert "bob@example.com" not in stored and stored == text
+
+
+async def test_a_stream_never_read_frees_its_slot_and_upstream_when_the_request_ends() -> None:
+    # A client that left between the answer's head and its first event never started the surface's
+    # generator: no finally ran, and the admission slot and the upstream connection stayed taken.
+    fixture = build()
+    cleanups: list[Cleanup] = []
+    token = request_cleanups_var.set(cleanups)
+    try:
+        await opened(fixture, store=True)
+    finally:
+        request_cleanups_var.reset(token)
+    assert fixture.admission.passes[0].settled == []  # held while the answer is on its way
+    for cleanup in cleanups:
+        await cleanup()
+    assert fixture.provider.streams_closed == 1
+    assert fixture.admission.passes[0].settled == [(None, 0)]
+    assert fixture.ledger.rows == [] and fixture.conversations.replies == []
+
+
+async def test_the_end_of_request_close_of_a_finished_stream_changes_nothing() -> None:
+    fixture = build()
+    cleanups: list[Cleanup] = []
+    token = request_cleanups_var.set(cleanups)
+    try:
+        stream = await opened(fixture)
+    finally:
+        request_cleanups_var.reset(token)
+    await drained(stream)
+    for cleanup in cleanups:
+        await cleanup()
+    assert fixture.admission.passes[0].settled == [(Usage(3, 2), Decimal(COST))]  # once
+    assert len(fixture.ledger.rows) == 1
