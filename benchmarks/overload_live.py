@@ -43,33 +43,38 @@ class Answer:
 
 
 class LightClient:
-    """One keep-alive connection that POSTs JSON and reads the answer: a head and a Content-Length
-    body (what llmserve sends for a non-streamed chat). Head and body go out in one write."""
+    """One keep-alive connection that sends a request and reads the answer: a head and a
+    Content-Length or chunked body (a stream). Head and body go out in one write."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def post(self, path: str, payload: bytes) -> Answer:
+        return await self.request("POST", path, payload)
+
+    async def request(self, method: str, path: str, payload: bytes = b"") -> Answer:
         if self._streams is None:
             self._streams = await asyncio.open_connection(self.host, self.port)
         reader, writer = self._streams
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n\r\n"
-        )
-        writer.write(head.encode() + payload)
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+        if payload:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+        writer.write(head.encode() + b"\r\n" + payload)
         try:
             return await self._read(reader)
         except (asyncio.IncompleteReadError, ConnectionError):
             await self.close()  # closed by the server (keep-alive timeout): once more, afresh
-            return await self.post(path, payload)
+            return await self.request(method, path, payload)
 
     async def _read(self, reader: asyncio.StreamReader) -> Answer:
         lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
         headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
         fields = {name.lower(): value for name, value in headers.items()}
-        body = await reader.readexactly(int(fields.get("content-length", "0")))
+        if fields.get("transfer-encoding", "").lower() == "chunked":  # a stream
+            body = await _read_chunked(reader)
+        else:
+            body = await reader.readexactly(int(fields.get("content-length", "0")))
         if fields.get("connection", "").lower() == "close":
             await self.close()
         return Answer(int(lines[0].split()[1]), fields.get("retry-after", ""), body)
@@ -94,6 +99,15 @@ def _rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    parts: list[bytes] = []
+    while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+        parts.append(await reader.readexactly(size))
+        await reader.readexactly(2)  # the CRLF after each chunk
+    await reader.readuntil(b"\r\n")  # no trailers: the blank line after the last chunk
+    return b"".join(parts)
 
 
 async def _client(url: str, deadline: float, out: LiveOutcomes) -> None:
