@@ -25,9 +25,10 @@ from llmserve.errors import Overloaded
 
 T = TypeVar("T")
 
-# Two workers: this is CPU work, and a server with more large prompts than cores gains nothing by
-# running more of them at once (each would only take longer).
-POOL_THREADS = 2
+# One worker: a long text's slices are encoded by the tokenizer's own thread pool already
+# (engine/tokenize.py), and each input in flight holds its ids (about 40 bytes a token: 64 MB for
+# 4 MB of text); with two, three clients sending 4 MB chats took the server to +175 MB.
+POOL_THREADS = 1
 # Text up to this size (characters, all messages together) is tokenized inline, well under 5 ms.
 INLINE_CHARS = 16 * 1024
 # Large inputs queued or running at once; a 4 MB one takes seconds, so more would wait longer than a
