@@ -200,7 +200,7 @@ def report(args: argparse.Namespace, out: Outcomes, cpu_s: float, wall_s: float,
 
 
 def _ms(values: list[float]) -> str:
-    return f"{pct(values, 50) * 1e3:,.0f} / {max(values, default=float('nan')) * 1e3:,.0f}"
+    return f"{pct(values, 50) * 1e3:,.2f} / {max(values, default=float('nan')) * 1e3:,.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
