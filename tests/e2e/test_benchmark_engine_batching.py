@@ -1,12 +1,18 @@
-"""benchmarks/engine_batching.py keeps working: a tiny run of every mode writes its table, JSON and plot."""
+"""benchmarks/engine_batching.py keeps working: a tiny run of every mode writes its table, JSON and plot.
+
+Not in the unit tier: on a machine without matplotlib's font cache, drawing the plot runs fc-list
+in a subprocess (the unit tier forbids subprocesses)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from benchmarks.engine_batching import main
+
+pytestmark = pytest.mark.e2e
 
 
 async def test_a_tiny_benchmark_run_measures_every_mode_and_writes_its_results(tmp_path: Path) -> None:
