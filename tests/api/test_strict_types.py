@@ -1,7 +1,7 @@
 """Numbers and flags in request bodies are taken as JSON sends them: a string, a boolean or a fraction
 where the schema says integer (or boolean) is a 400 naming the field, not silently coerced.
 
-Found by the fuzz tier (tests/fuzz): pydantic's lax mode took ``max_tokens: "64"``, ``n: 1.0``,
+Found by the fuzz tier (tests/fuzz): pydantic's lax mode took ``max_tokens: "64"``, ``n: true``,
 ``logprobs: false`` as an integer and ``stream: "true"``, so a client's bug changed what it asked
 for without a word. An integer where a number is expected stays fine (JSON has one number type).
 """
@@ -24,7 +24,7 @@ SEED = {"prompt": "Hello!", "history": [], "max_tokens": 4}
     [
         ("/v1/chat/completions", {**CHAT, "max_tokens": "64"}, "max_tokens"),
         ("/v1/chat/completions", {**CHAT, "max_tokens": True}, "max_tokens"),
-        ("/v1/chat/completions", {**CHAT, "n": 1.0}, "n"),
+        ("/v1/chat/completions", {**CHAT, "n": "1"}, "n"),
         ("/v1/chat/completions", {**CHAT, "stream": "true"}, "stream"),
         ("/v1/chat/completions", {**CHAT, "stream": 1}, "stream"),
         ("/v1/chat/completions", {**CHAT, "temperature": "0.5"}, "temperature"),
@@ -40,7 +40,7 @@ SEED = {"prompt": "Hello!", "history": [], "max_tokens": 4}
         ("/chat/new/message/", {**SEED, "max_tokens": "64"}, "max_tokens"),
         ("/chat/new/message/", {**SEED, "top_p": "1"}, "top_p"),
         ("/chat/stream", {**SEED, "stream": "false"}, "stream"),
-        ("/chat", {"message": "Hello!", "priority": 5.0}, "priority"),
+        ("/chat", {"message": "Hello!", "priority": "5"}, "priority"),
         ("/v1/async/chat/completions", {**CHAT, "max_tokens": "64"}, "max_tokens"),
         ("/v1/estimate", {"prompt": "Once", "max_tokens": True}, "max_tokens"),
     ],
@@ -58,6 +58,8 @@ def test_a_coercible_value_of_the_wrong_json_type_is_a_400(
     [
         # Integers where numbers are expected, as the seed's own clients send them.
         ("/v1/chat/completions", {**CHAT, "temperature": 0, "top_p": 1, "presence_penalty": 0}),
+        # JSON Schema's integers: 4.0 is one (a fraction is still refused).
+        ("/v1/chat/completions", {**CHAT, "max_tokens": 4.0, "n": 1.0}),
         ("/chat/new/message/", {**SEED, "temperature": 1, "top_p": 1}),
         ("/chat/new/message/", {"prompt": "Hello!", "history": [], "max_tokens": 4, "temperature": 0.7}),
     ],

@@ -23,13 +23,14 @@ from schemathesis.python import asgi
 from starlette.types import Receive, Scope, Send
 
 from llmserve.app import create_app
-from llmserve.config import Settings, load_settings
+from llmserve.config import BUNDLED_MODEL_ID, Settings, load_settings
 
 MASTER = "master-key-for-the-fuzz-tier-0123456789"
 READY_TIMEOUT_SECONDS = 120.0
 # Requests sent per kind of run (``auth off``, ``auth on``, ``stateful``): the tier's size, printed at
 # the end of the run so that a change which quietly stops generating cases shows.
 CASES = pytest.StashKey[Counter[str]]()
+ANSWERS = pytest.StashKey[Counter[tuple[str, str]]]()
 
 
 def fuzz_settings(data_dir: Path, *, secured: bool) -> Settings:
@@ -37,12 +38,18 @@ def fuzz_settings(data_dir: Path, *, secured: bool) -> Settings:
     return load_settings(
         data_dir=str(data_dir),
         server={"max_body_bytes": 64 * 1024},
-        engine={
-            "preload": True,
-            # A few tokens per generation: the fuzzer checks an answer's shape, not its length, and a
-            # 2-core CI machine must get through every case in a few minutes.
-            "max_total_tokens_per_request": 32,
-        },
+        # A short context and a small budget per request: the fuzzer checks an answer's shape, not
+        # its length, and a 2-core CI machine must get through every case in a few minutes (a
+        # request without max_tokens may generate what the context leaves, n times).
+        models=[
+            {
+                "name": BUNDLED_MODEL_ID,
+                "model": BUNDLED_MODEL_ID,
+                "context_window": 128,
+                "default_max_tokens": 64,
+            }
+        ],
+        engine={"preload": True, "max_total_tokens_per_request": 256, "request_timeout_seconds": 10},
         **extra,
     )
 
@@ -111,6 +118,13 @@ def secured_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LongLived]
 @pytest.fixture(scope="session")  # one per run; hypothesis refuses function-scoped fixtures
 def cases_sent(request: pytest.FixtureRequest) -> Counter[str]:
     counts: Counter[str] = request.config.stash.setdefault(CASES, Counter())
+    return counts
+
+
+@pytest.fixture(scope="session")
+def answers(request: pytest.FixtureRequest) -> Counter[tuple[str, str]]:
+    """2xx answers per (operation, media type): what the cases reached beyond refusals."""
+    counts: Counter[tuple[str, str]] = request.config.stash.setdefault(ANSWERS, Counter())
     return counts
 
 

@@ -189,6 +189,7 @@ def sse_event_schema(data: dict[str, Any], error: dict[str, Any]) -> dict[str, A
 
 
 def _describe_streams(document: dict[str, Any], ref: Ref, error: dict[str, Any]) -> None:
+    _describe_other_streams(document, error)
     for (method, path), (model, json_too) in _STREAMS.items():
         operation = document["paths"].get(path, {}).get(method)
         if operation is None:
@@ -197,6 +198,17 @@ def _describe_streams(document: dict[str, Any], ref: Ref, error: dict[str, Any])
         content: dict[str, Any] = answer.setdefault("content", {}) if json_too else {}
         content["text/event-stream"] = {"schema": sse_event_schema(ref(model), error)}
         answer["content"] = content
+
+
+def _describe_other_streams(document: dict[str, Any], error: dict[str, Any]) -> None:
+    """A stream no entry above describes (a new surface's) is still a stream of events, each with
+    JSON data, not one string."""
+    for item in document["paths"].values():
+        for operation in item.values():
+            for answer in operation.get("responses", {}).values():
+                media = answer.get("content", {}).get("text/event-stream")
+                if media is not None and media.get("schema") == {"type": "string"}:
+                    media["schema"] = sse_event_schema({}, error)
 
 
 def _describe_downloads(document: dict[str, Any]) -> None:

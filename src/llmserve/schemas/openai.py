@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from llmserve.schemas.common import Flag, Int, Number, SeedTurn
+from llmserve.schemas.common import ConversationId, Flag, Int, Number, SeedTurn
 
 Temperature = Annotated[Number, Field(ge=0.0, le=2.0)]
 TopP = Annotated[Number, Field(gt=0.0, le=1.0)]
@@ -88,7 +88,20 @@ class SamplingFields(_Lenient):
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
 
+def one_of_messages_or_prompt() -> dict[str, Any]:
+    """The document's form of ``_messages_or_prompt``: exactly one of them, not null (generated
+    clients and the fuzz tier then build bodies the server takes)."""
+    return {
+        "oneOf": [
+            {"required": ["messages"], "properties": {"messages": {"type": "array"}}},
+            {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+        ]
+    }
+
+
 class ChatCompletionRequest(SamplingFields):
+    model_config = ConfigDict(json_schema_extra=one_of_messages_or_prompt())
+
     messages: list[ChatMessageIn] | None = Field(None, min_length=1)
     # The seed's body shape: {prompt, history, max_tokens, temperature, top_p}.
     prompt: str | None = None
@@ -99,7 +112,7 @@ class ChatCompletionRequest(SamplingFields):
     tool_choice: Any = None
     logprobs: Flag | None = None
     # Extensions.
-    conversation_id: str | None = Field(None, max_length=64)
+    conversation_id: ConversationId | None = None
     priority: Int | None = Field(None, ge=0, le=100)
     cache: CacheControl | None = None
     requirements: Literal["low_latency", "high_quality"] | None = Field(

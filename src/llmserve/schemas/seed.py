@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmserve.schemas.common import Flag, Int, Number, SeedTurn
+from llmserve.schemas.common import ConversationId, Flag, Int, Number, SeedTurn
 
 
 class SeedChatRequest(BaseModel):
@@ -18,7 +18,7 @@ class SeedChatRequest(BaseModel):
     max_tokens: Int | None = Field(None, ge=1, le=1_000_000)
     temperature: Number = Field(1.0, ge=0.0, le=2.0)
     top_p: Number = Field(1.0, gt=0.0, le=1.0)
-    conversation_id: str | None = Field(None, max_length=64)
+    conversation_id: ConversationId | None = None
     model: str | None = Field(None, max_length=256, description="Extension: the model group to use")
 
 
@@ -52,7 +52,7 @@ class SeedStreamQuery(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    conversation_id: str | None = Field(None, max_length=64)
+    conversation_id: ConversationId | None = None
     model: str | None = Field(None, max_length=256)
     stream: bool = True
 

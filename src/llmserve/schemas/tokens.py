@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llmserve.schemas.openai import ChatMessageIn, MaxTokens, _Lenient
+from llmserve.schemas.openai import ChatMessageIn, MaxTokens, _Lenient, one_of_messages_or_prompt
 
 
 class TokenizeRequest(_Lenient):
+    model_config = ConfigDict(json_schema_extra=one_of_messages_or_prompt())
+
     model: str | None = Field(None, max_length=256, description="Omit to use the default model group")
     messages: list[ChatMessageIn] | None = Field(
         None, min_length=1, description="A chat, rendered with the model's chat template"
