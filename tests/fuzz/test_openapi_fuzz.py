@@ -57,18 +57,10 @@ def _document() -> dict[str, Any]:
     return document
 
 
-# Surfaces still landing while this tier was written (the Anthropic Messages API, Ollama's /api/*):
-# they are fuzzed once they land. Found meanwhile: /v1/messages/count_tokens takes a string
-# ``tool_choice.disable_parallel_tool_use`` where its schema says boolean (lax coercion).
-NOT_YET_FUZZED = r"^/v1/messages|^/api/"
-
 DOCUMENT = _document()
-open_api = schemathesis.openapi.from_dict(DOCUMENT, config=fuzz_config(secured=False)).exclude(
-    path_regex=NOT_YET_FUZZED
-)
-secured_api = schemathesis.openapi.from_dict(DOCUMENT, config=fuzz_config(secured=True)).exclude(
-    path_regex=NOT_YET_FUZZED
-)
+# Every operation, the Anthropic (/v1/messages) and Ollama (/api/*) surfaces included.
+open_api = schemathesis.openapi.from_dict(DOCUMENT, config=fuzz_config(secured=False))
+secured_api = schemathesis.openapi.from_dict(DOCUMENT, config=fuzz_config(secured=True))
 
 
 def served_model_half_the_time(context: HookContext, case: Case[Any]) -> SearchStrategy[Case[Any]]:
