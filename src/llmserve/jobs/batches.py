@@ -256,15 +256,17 @@ class BatchService:
             lines = await JobRepository(session).lines(batch_id)
             outputs = [output_line(line) for line in lines if succeeded(line)]
             errors = [output_line(line) for line in lines if not succeeded(line) and line.status != QUEUED]
-            written: list[FileRow] = []
+            written: list[tuple[FileRow, bytes]] = []
             values: dict[str, Any] = {}
             if outputs:
-                out = new_file_row(row.owner, OUTPUT_PURPOSE, f"{batch_id}_output.jsonl", jsonl(outputs))
-                written.append(out)
+                content = jsonl(outputs)
+                out = new_file_row(row.owner, OUTPUT_PURPOSE, f"{batch_id}_output.jsonl", content)
+                written.append((out, content))
                 values["output_file_id"] = out.id
             if errors:
-                err = new_file_row(row.owner, OUTPUT_PURPOSE, f"{batch_id}_error.jsonl", jsonl(errors))
-                written.append(err)
+                content = jsonl(errors)
+                err = new_file_row(row.owner, OUTPUT_PURPOSE, f"{batch_id}_error.jsonl", content)
+                written.append((err, content))
                 values["error_file_id"] = err.id
             if row.status == CANCELLING:
                 values.update(status=CANCELLED, cancelled_at=now)
@@ -276,8 +278,8 @@ class BatchService:
             # not leave a second, unreferenced output file in the owner's file list.
             if await batches.transition(batch_id, [row.status], values):
                 files = FileRepository(session)
-                for file_row in written:
-                    files.add(file_row)
+                for file_row, content in written:
+                    await files.add(file_row, content)
 
     async def finalize_stalled(self) -> list[str]:
         """Finalize units for running batches that have no unfinished line left."""

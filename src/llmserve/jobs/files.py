@@ -13,18 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmserve.errors import InvalidRequest, LLMServeError, NotFound
 from llmserve.storage.db import Database
 from llmserve.storage.jobs_repository import FileRepository
-from llmserve.storage.models import FileRow, utcnow
+from llmserve.storage.models import FILE_CHUNK_BYTES, FileRow, utcnow
 
 UPLOAD_PURPOSES = ("batch",)
 OUTPUT_PURPOSE = "batch_output"
 # Downloads and uploads move through memory this much at a time, whatever the file's size.
-CHUNK_BYTES = 1024 * 1024
+CHUNK_BYTES = FILE_CHUNK_BYTES  # uploads are read, and downloads sent, a stored chunk at a time
 
 
 class StorageQuotaExceeded(LLMServeError):
@@ -65,7 +64,6 @@ def new_file_row(owner: str, purpose: str, filename: str, content: bytes) -> Fil
         purpose=purpose,
         filename=filename,
         bytes=len(content),
-        content=content,
         created_at=utcnow(),
     )
 
@@ -101,7 +99,7 @@ class FileService:
         row = new_file_row(owner, purpose, (filename or "upload.jsonl")[:255], content)
         async with self._db.session() as session, session.begin():
             await self._check_quota(session, owner, len(content))
-            FileRepository(session).add(row)
+            await FileRepository(session).add(row, content)
         return FileInfo.from_row(row)
 
     async def _check_quota(self, session: AsyncSession, owner: str, size: int) -> None:
@@ -133,9 +131,9 @@ class FileService:
         return info, self._chunks(info)
 
     async def _chunks(self, info: FileInfo) -> AsyncIterator[bytes]:
-        for offset in range(0, info.bytes, CHUNK_BYTES):
+        for seq in range(-(-info.bytes // CHUNK_BYTES)):
             async with self._db.session(readonly=True) as session, session.begin():
-                chunk = await FileRepository(session).read_slice(info.id, offset, CHUNK_BYTES)
+                chunk = await FileRepository(session).read_chunk(info.id, seq)
             if not chunk:  # deleted while it was being read: end short, never pad
                 raise NotFound(f"The file {info.id} was deleted during the download", code="file_not_found")
             yield chunk
@@ -165,5 +163,4 @@ def _too_large(limit: int) -> InvalidRequest:
 
 
 async def read_content(session: AsyncSession, file_id: str) -> bytes | None:
-    content = await session.scalar(select(FileRow.content).where(FileRow.id == file_id))
-    return content
+    return await FileRepository(session).read_all(file_id)

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, LargeBinary, and_, delete, func, or_, select, update
+from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llmserve.storage.models import BatchRow, FileRow, JobRow
+from llmserve.storage.models import FILE_CHUNK_BYTES, BatchRow, FileChunkRow, FileRow, JobRow
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -254,8 +254,14 @@ class FileRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    def add(self, row: FileRow) -> None:
+    async def add(self, row: FileRow, content: bytes) -> None:
         self.session.add(row)
+        await self.session.flush()  # the file row first: its chunks refer to it
+        step = FILE_CHUNK_BYTES
+        self.session.add_all(
+            FileChunkRow(file_id=row.id, seq=seq, data=content[start : start + step])
+            for seq, start in enumerate(range(0, len(content), step))
+        )
 
     async def get(self, file_id: str) -> FileRow | None:
         return await self.session.get(FileRow, file_id)
@@ -271,6 +277,8 @@ class FileRepository:
         return list(rows)
 
     async def delete(self, file_id: str) -> None:
+        # The chunks first: nothing relies on the backend honouring ON DELETE CASCADE.
+        await self.session.execute(delete(FileChunkRow).where(FileChunkRow.file_id == file_id))
         await self.session.execute(delete(FileRow).where(FileRow.id == file_id))
 
     async def lock_owner_files(self, owner: str) -> None:
@@ -288,8 +296,14 @@ class FileRepository:
         )
         return int(total or 0)
 
-    async def read_slice(self, file_id: str, offset: int, size: int) -> bytes | None:
-        """``size`` bytes of the content from ``offset`` (0-based): SQL substr() over the blob, so
-        the database hands over only the slice (SQLite and PostgreSQL both slice BLOB/bytea by byte)."""
-        content = func.substr(FileRow.content, offset + 1, size, type_=LargeBinary)
-        return await self.session.scalar(select(content).where(FileRow.id == file_id))
+    async def read_chunk(self, file_id: str, seq: int) -> bytes | None:
+        """The ``seq``-th ``FILE_CHUNK_BYTES`` of the content (None past its end, or once deleted)."""
+        query = select(FileChunkRow.data).where(FileChunkRow.file_id == file_id, FileChunkRow.seq == seq)
+        return await self.session.scalar(query)
+
+    async def read_all(self, file_id: str) -> bytes | None:
+        """The whole content (a batch's input is parsed whole); None for a missing file."""
+        if await self.session.get(FileRow, file_id) is None:
+            return None
+        query = select(FileChunkRow.data).where(FileChunkRow.file_id == file_id).order_by(FileChunkRow.seq)
+        return b"".join(await self.session.scalars(query))

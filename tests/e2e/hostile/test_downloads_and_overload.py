@@ -55,11 +55,6 @@ def downloader(server: LiveServer, file_id: str) -> Attacker:
     return attack
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SQLite's substr() reads the whole BLOB for each 1 MB slice (jobs_repository.read_slice): "
-    "12 parallel downloads of 64 MB peak at about +640 MB; storage must slice without loading the value",
-)
 def test_parallel_big_downloads_are_streamed_without_stalling_health(
     hostile_server: LiveServer, big_file: str
 ) -> None:

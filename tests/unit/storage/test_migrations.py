@@ -22,6 +22,7 @@ ALL_TABLES = {
     "api_keys",
     "batches",
     "conversations",
+    "file_chunks",
     "files",
     "jobs",
     "responses",
