@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
 from llmserve.api.sse import sse_event
@@ -120,6 +121,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, str(exc.detail), code=code)
 
 
+async def _client_left(request: Request, exc: Exception) -> Response:
+    """The client went away (or the server dropped it: a 408 for a body too slow) while its body was
+    being read. Nobody is there to answer; it is not a server error and needs no traceback."""
+    logger.info("client left during %s %s before its body arrived", request.method, request.url.path)
+    return Response(status_code=499)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     _log_error(exc, 500)
@@ -130,4 +138,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LLMServeError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_left)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -39,6 +39,12 @@ class ServerSettings(StrictModel):
         gt=0,
         description="A request body stalling this long between chunks: 408 (if unanswered), close",
     )
+    min_body_bytes_per_second: int = Field(
+        1024,
+        ge=0,
+        description="A body arriving slower than this on average, once body_timeout_seconds have passed, "
+        "gets 408: one byte every 29 s never stalls 30 s but would hold its connection forever; 0: off",
+    )
 
 
 class AuthSettings(StrictModel):

@@ -26,6 +26,7 @@ class HttpLimits:
     max_headers: int = 100
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 30.0
+    min_body_bytes_per_second: int = 1024
 
     @classmethod
     def from_settings(cls, server: ServerSettings) -> HttpLimits:
@@ -34,6 +35,7 @@ class HttpLimits:
             max_headers=server.max_headers,
             header_timeout_seconds=server.header_timeout_seconds,
             body_timeout_seconds=server.body_timeout_seconds,
+            min_body_bytes_per_second=server.min_body_bytes_per_second,
         )
 
 

@@ -108,6 +108,8 @@ class H2cTolerantHttpToolsProtocol(HttpToolsProtocol):
         self._head_too_large = False
         self._reading_body = False  # the head is complete, the body is not
         self._last_body_data = 0.0
+        self._body_started = 0.0  # when the body began, or the server last held it back
+        self._body_bytes = 0  # body bytes since then
         self._timer: asyncio.TimerHandle | None = None  # the head timer, or the body one
         self._rejected = False  # answered 431 or 408: what else arrives is discarded
 
@@ -153,6 +155,7 @@ class H2cTolerantHttpToolsProtocol(HttpToolsProtocol):
             return
         self._in_head = False
         self._reading_body = True
+        self._body_started, self._body_bytes = self.loop.time(), 0
         self._cancel_timer()
         self._ignoring_upgrade = (
             self.parser.should_upgrade()
@@ -213,6 +216,10 @@ class H2cTolerantHttpToolsProtocol(HttpToolsProtocol):
             if self._timer is None:
                 self._timer = self.loop.call_later(self._limits.body_timeout_seconds, self._on_body_timeout)
 
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
+
     def _on_head_timeout(self) -> None:
         self._timer = None
         if self._in_head:
@@ -224,7 +231,12 @@ class H2cTolerantHttpToolsProtocol(HttpToolsProtocol):
             return
         now = self.loop.time()
         if self.flow.read_paused or self.cycle.waiting_for_100_continue:
-            self._last_body_data = now  # the server, not the client, is holding the body back
+            # The server, not the client, is holding the body back: neither the stall nor the rate counts.
+            self._last_body_data = self._body_started = now
+            self._body_bytes = 0
+        if self._too_slow(now):
+            self._reject(408, "Request body arriving too slowly.")
+            return
         idle = now - self._last_body_data
         if idle < self._limits.body_timeout_seconds:
             self._timer = self.loop.call_later(
@@ -232,6 +244,17 @@ class H2cTolerantHttpToolsProtocol(HttpToolsProtocol):
             )
             return
         self._reject(408, "Request body not received in time.")
+
+    def _too_slow(self, now: float) -> bool:
+        """A trickle that never stalls a whole body_timeout (a byte every 29 s) still must not hold the
+        connection forever: past body_timeout_seconds, the average rate must reach the minimum."""
+        elapsed = now - self._body_started
+        minimum = self._limits.min_body_bytes_per_second
+        return (
+            minimum > 0
+            and elapsed >= self._limits.body_timeout_seconds
+            and self._body_bytes < minimum * elapsed
+        )
 
     def _reject(self, status: int, message: str) -> None:
         """Answers ``status`` unless an answer is under way, then closes (after a short linger)."""

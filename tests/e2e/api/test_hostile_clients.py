@@ -21,7 +21,11 @@ from tests.e2e.api.uvicorn_thread import serve_in_thread
 pytestmark = pytest.mark.e2e
 
 SMALL = ServerSettings(
-    max_header_bytes=8 * 1024, max_headers=20, header_timeout_seconds=1.0, body_timeout_seconds=1.0
+    max_header_bytes=8 * 1024,
+    max_headers=20,
+    header_timeout_seconds=1.0,
+    body_timeout_seconds=1.0,
+    min_body_bytes_per_second=2,
 )
 CHUNK = b"a" * 16 * 1024
 
@@ -72,10 +76,11 @@ def read_until_closed(sock: socket.socket, within: float = 10) -> bytes:
 
 
 def test_the_limits_are_the_settings_and_their_defaults_are_bounded() -> None:
-    assert HttpLimits.from_settings(SMALL) == HttpLimits(8 * 1024, 20, 1.0, 1.0)
+    assert HttpLimits.from_settings(SMALL) == HttpLimits(8 * 1024, 20, 1.0, 1.0, 2)
     defaults = ServerSettings()
     assert defaults.max_header_bytes == 64 * 1024 and defaults.max_headers == 100
     assert defaults.header_timeout_seconds == 10 and defaults.body_timeout_seconds == 30
+    assert defaults.min_body_bytes_per_second == 1024
 
 
 def send_endless_header(port: int) -> tuple[bytes, int]:
@@ -185,13 +190,37 @@ def test_half_a_second_head_after_a_body_on_the_same_connection_is_answered_408(
 
 def test_a_slow_body_that_keeps_coming_is_served(port: int) -> None:
     with connect(port) as sock:
-        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
-        for byte in b"hello":  # 2.5 s in all, 0.5 s between chunks: within the 1 s body timeout
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+        for pair in (b"he", b"ll", b"o ", b"wo", b"rl"):  # 0.5 s between chunks, 4 bytes/s: both bounds met
             time.sleep(0.5)
-            sock.sendall(bytes([byte]))
+            sock.sendall(pair)
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
-    assert answer.endswith(b"\r\n\r\n5")
+    assert answer.endswith(b"\r\n\r\n10")
+
+
+def test_a_body_trickled_below_the_minimum_rate_is_answered_408(port: int) -> None:
+    # A byte every 0.9 s never stalls the 1 s body timeout, and used to hold the connection for as
+    # long as the body lasted (a byte every 29 s against the default 30 s: forever).
+    started = time.monotonic()
+    with connect(port) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        answer = b""
+        for _ in range(8):
+            time.sleep(0.9)
+            try:
+                sock.sendall(b"x")
+            except OSError:
+                break
+            sock.settimeout(0.01)
+            try:
+                answer += sock.recv(65536)
+            except TimeoutError:
+                continue
+            if answer:
+                break
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert time.monotonic() - started < 4
 
 
 def test_an_idle_keep_alive_connection_is_left_to_uvicorns_keep_alive_timeout(port: int) -> None:

@@ -1,0 +1,54 @@
+"""A client that leaves while its body is being read (or is dropped for a body too slow: the 408 the
+HTTP layer sends) is not a server error: no 500, no traceback in the log."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fastapi.testclient import TestClient
+
+from llmserve.app import create_app
+from llmserve.config import load_settings
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/chat/new/message/"])
+def test_a_body_cut_short_by_a_disconnect_logs_no_unhandled_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    app = create_app(load_settings(data_dir=str(tmp_path)))
+    with TestClient(app):  # runs the lifespan
+        sent: list[dict[str, Any]] = []
+        messages = [
+            {"type": "http.request", "body": b'{"messages": [', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")],
+            "client": ("127.0.0.1", 1),
+            "server": ("testserver", 80),
+        }
+        with caplog.at_level(logging.INFO):
+            anyio.run(app, scope, receive, send)
+    assert "unhandled error" not in caplog.text
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert all(m["status"] != 500 for m in starts), starts
