@@ -10,9 +10,14 @@ from typing import Any
 import anyio
 import pytest
 from fastapi.testclient import TestClient
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmserve.app import create_app
 from llmserve.config import load_settings
+
+
+async def _call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    await app(scope, receive, send)
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/chat/new/message/"])
@@ -22,18 +27,18 @@ def test_a_body_cut_short_by_a_disconnect_logs_no_unhandled_error(
     app = create_app(load_settings(data_dir=str(tmp_path)))
     with TestClient(app):  # runs the lifespan
         sent: list[dict[str, Any]] = []
-        messages = [
+        messages: list[Message] = [
             {"type": "http.request", "body": b'{"messages": [', "more_body": True},
             {"type": "http.disconnect"},
         ]
 
-        async def receive() -> dict[str, Any]:
+        async def receive() -> Message:
             return messages.pop(0) if messages else {"type": "http.disconnect"}
 
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
+        async def send(message: Message) -> None:
+            sent.append(dict(message))
 
-        scope = {
+        scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": "3.0"},
             "http_version": "1.1",
@@ -48,7 +53,7 @@ def test_a_body_cut_short_by_a_disconnect_logs_no_unhandled_error(
             "server": ("testserver", 80),
         }
         with caplog.at_level(logging.INFO):
-            anyio.run(app, scope, receive, send)
+            anyio.run(_call, app, scope, receive, send)
     assert "unhandled error" not in caplog.text
     starts = [m for m in sent if m["type"] == "http.response.start"]
     assert all(m["status"] != 500 for m in starts), starts
