@@ -31,6 +31,10 @@ def test_generate_text_and_stream_text_with_the_default_openai_model(live_server
     assert seen["deltas"] == seen["streamedText"] == seen["text"]
     assert seen["streamedFinishReason"] == seen["finishReason"]
     assert seen["streamedUsage"]["outputTokens"] == seen["usage"]["outputTokens"]
+    # Multi-turn the SDK's way: the earlier answer comes back as an item_reference (a 400 before
+    # llmserve resolved references); the follow-up's prompt holds the whole earlier exchange.
+    assert seen["followUpError"] is None, seen["followUpError"]
+    assert seen["followUpText"] and seen["followUpInputTokens"] > seen["usage"]["inputTokens"]
 
     # The script's key: without keys configured a response is still owned by the token that made it.
     auth = {"authorization": "Bearer unused"}

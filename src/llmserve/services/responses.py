@@ -95,7 +95,7 @@ class ResponseStore:
 
     async def save(self, response: StoredResponse) -> None:
         async with self._db.session() as session, session.begin():
-            ResponseRepository(session).add(response.to_row())
+            await ResponseRepository(session).add(response.to_row())
 
     async def get(self, owner: str, response_id: str) -> StoredResponse:
         async with self._db.session(readonly=True) as session, session.begin():
@@ -148,7 +148,28 @@ class ResponseStore:
             "model": response.model,
         }
         async with self._db.session() as session, session.begin():
-            return await ResponseRepository(session).finish(response.id, values, unless=FINISHED)
+            repository = ResponseRepository(session)
+            if not await repository.finish(response.id, values, unless=FINISHED):
+                return False
+            await repository.add_items(response.owner, response.id, response.output)
+            return True
+
+    async def resolve(self, owner: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``items`` with each ``item_reference`` replaced by the tenant's stored item it names; 400
+        naming the reference when there is none (or it is another tenant's)."""
+        wanted = [item["id"] for item in items if item["type"] == "item_reference"]
+        if not wanted:
+            return items
+        async with self._db.session(readonly=True) as session, session.begin():
+            found = await ResponseRepository(session).items(owner, wanted)
+        resolved = []
+        for position, item in enumerate(items):
+            if item["type"] == "item_reference":
+                if item["id"] not in found:
+                    raise InvalidRequest(f"Item with id '{item['id']}' not found.", param=f"input.{position}")
+                item = found[item["id"]]
+            resolved.append(item)
+        return resolved
 
     async def start(self, response_id: str) -> bool:
         """queued → in_progress, when a background response's job begins; False if it was cancelled."""

@@ -351,3 +351,17 @@ class ResponseRow(Base):
     job_id: Mapped[str | None] = mapped_column(String(64), index=True)  # a background response's job
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ResponseItemRow(Base):
+    """Where a stored item lives: the tenant's item id → the response that holds it (in its input or
+    output). An ``item_reference`` input names an earlier item by id alone (the Vercel AI SDK sends
+    each earlier assistant turn so), and this finds it without reading every response."""
+
+    __tablename__ = "response_items"
+
+    owner: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(RESPONSE_ID_LENGTH), primary_key=True)
+    response_id: Mapped[str] = mapped_column(
+        String(RESPONSE_ID_LENGTH), ForeignKey("responses.id", ondelete="CASCADE"), index=True
+    )

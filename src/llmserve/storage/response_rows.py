@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llmserve.storage.models import ResponseRow
+from llmserve.storage.models import ResponseItemRow, ResponseRow
 
 __all__ = ["MAX_CHAIN", "ResponseRepository", "ResponseRow"]
 
@@ -26,8 +26,39 @@ class ResponseRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    def add(self, row: ResponseRow) -> None:
+    async def add(self, row: ResponseRow) -> None:
         self.session.add(row)
+        await self.session.flush()  # the response first: its item rows refer to it
+        await self.add_items(row.owner, row.id, [*row.request.get("input", []), *(row.output or [])])
+
+    async def add_items(self, owner: str, response_id: str, items: list[Any]) -> None:
+        """Indexes the items' ids; an id the tenant already has keeps pointing where it first was
+        (a resolved reference is stored again under its own id)."""
+        ids = {item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)}
+        if not ids:
+            return
+        known = await self.session.scalars(
+            select(ResponseItemRow.item_id).where(
+                ResponseItemRow.owner == owner, ResponseItemRow.item_id.in_(ids)
+            )
+        )
+        fresh = ids - set(known)
+        self.session.add_all(ResponseItemRow(owner=owner, item_id=i, response_id=response_id) for i in fresh)
+
+    async def items(self, owner: str, item_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The tenant's stored items with these ids (missing ones, and other tenants', are absent)."""
+        rows = await self.session.execute(
+            select(ResponseItemRow.item_id, ResponseRow)
+            .join(ResponseRow, ResponseRow.id == ResponseItemRow.response_id)
+            .where(ResponseItemRow.owner == owner, ResponseItemRow.item_id.in_(item_ids))
+        )
+        found: dict[str, dict[str, Any]] = {}
+        for item_id, row in rows:
+            for item in [*row.request.get("input", []), *(row.output or [])]:
+                if isinstance(item, dict) and item.get("id") == item_id:
+                    found[item_id] = item
+                    break
+        return found
 
     async def get(self, owner: str, response_id: str) -> ResponseRow | None:
         row = await self.session.get(ResponseRow, response_id)
@@ -66,6 +97,8 @@ class ResponseRepository:
         return bool(getattr(result, "rowcount", 0))
 
     async def delete(self, owner: str, response_id: str) -> bool:
+        # The item index first: nothing relies on the backend honouring ON DELETE CASCADE.
+        await self.session.execute(delete(ResponseItemRow).where(ResponseItemRow.response_id == response_id))
         result = await self.session.execute(
             delete(ResponseRow).where(ResponseRow.id == response_id, ResponseRow.owner == owner)
         )

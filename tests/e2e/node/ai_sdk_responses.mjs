@@ -24,6 +24,17 @@ const streamedText = await streamed.text;
 const streamedUsage = await streamed.usage;
 const streamedResponse = await streamed.response;
 
+// The SDK's usual chat loop: the earlier turn's messages sent back, then the next question. With
+// store on (its default) it sends the earlier assistant message as an item_reference by id.
+const history = [{ role: "user", content: "What is your name?" }, ...generated.response.messages];
+let followUpError = null;
+let followUp = null;
+try {
+  followUp = await generateText({ ...options, prompt: undefined, messages: [...history, { role: "user", content: "And then?" }] });
+} catch (error) {
+  followUpError = String(error);
+}
+
 console.log(JSON.stringify({
   text: generated.text,
   finishReason: generated.finishReason,
@@ -37,4 +48,7 @@ console.log(JSON.stringify({
   streamedUsage,
   streamedResponseId: streamedResponse?.id ?? null,
   streamError,
+  followUpText: followUp?.text ?? null,
+  followUpInputTokens: followUp?.usage?.inputTokens ?? null,
+  followUpError,
 }));

@@ -25,6 +25,7 @@ ALL_TABLES = {
     "file_chunks",
     "files",
     "jobs",
+    "response_items",
     "responses",
     "messages",
     "usage_ledger",

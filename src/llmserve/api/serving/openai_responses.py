@@ -87,13 +87,13 @@ async def chat_ask(
             "conversation is not supported here; chain responses with previous_response_id",
             param="conversation",
         )
-    items = convert.normalized_input(body)
+    items = await store.resolve(owner, convert.normalized_input(body))
     prior = await store.context_of(owner, body.previous_response_id) if body.previous_response_id else []
     earlier = convert.chat_messages(prior, body.instructions)
     new = convert.chat_messages(items)
     options = convert.options(body)
     if registry is not None and responses_native.reaches_native(registry, body.model):
-        carried = responses_native.native_request(body, prior, [*earlier, *new])
+        carried = responses_native.native_request(body, prior, items, [*earlier, *new])
         options = dataclasses.replace(options, native=carried)
     if body.truncation == "auto":  # the earlier turns may be cut to fit (the newest kept)
         return ChatAsk(new, options, model=body.model, inline_history=earlier), items

@@ -63,6 +63,10 @@ def _item(item: dict[str, Any], where: str) -> dict[str, Any]:
         text = output if isinstance(output, str) else _parts_text(output, f"{where}.output")
         item_id = item.get("id") or new_item_id("fco")
         return {"type": "function_call_output", "id": item_id, "call_id": call_id, "output": text}
+    if kind == "item_reference":  # resolved against the stored items before the call (ResponseStore)
+        if not isinstance(item.get("id"), str) or not item["id"]:
+            raise InvalidRequest("an item_reference needs the id of a stored item", param=where)
+        return {"type": "item_reference", "id": item["id"]}
     if kind in IGNORED_ITEMS:
         return {"type": kind, "id": item.get("id") or new_item_id("rs"), "summary": []}
     raise InvalidRequest(f"input items of type '{kind}' are not supported", param=f"{where}.type")

@@ -50,11 +50,19 @@ def _deployments(registry: ModelRegistry, model: str | None) -> Iterator[ModelDe
 
 
 def native_request(
-    body: ResponsesRequest, prior: list[dict[str, Any]], messages: list[ChatMessage]
+    body: ResponsesRequest,
+    prior: list[dict[str, Any]],
+    items: list[dict[str, Any]],
+    messages: list[ChatMessage],
 ) -> NativeRequest:
-    """``messages``: the chat call's, which the provider compares to what reaches it."""
+    """``items``: this input normalised, references resolved (a reference names an item llmserve
+    stores, which the upstream does not have); ``messages``: the chat call's, which the provider
+    compares to what reaches it."""
     sent = body.model_dump(by_alias=True, exclude_unset=True)
-    sent["input"] = [*(_stored(item) for item in prior if item["type"] != "reasoning"), *_current(body)]
+    sent["input"] = [
+        *(_stored(item) for item in prior if item["type"] != "reasoning"),
+        *_current(body, items),
+    ]
     return NativeRequest(PROTOCOL, sent, tuple(messages))
 
 
@@ -63,9 +71,15 @@ def _stored(item: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in item.items() if name != "id"}
 
 
-def _current(body: ResponsesRequest) -> list[Any]:
+def _current(body: ResponsesRequest, items: list[dict[str, Any]]) -> list[Any]:
     if isinstance(body.input, str):
         return [{"type": "message", "role": "user", "content": body.input}]
     # A reasoning item is only worth sending with its encrypted content; a bare id would name an
-    # item the upstream does not keep.
-    return [item for item in body.input if item.get("type") != "reasoning" or item.get("encrypted_content")]
+    # item the upstream does not keep. A reference goes as the item it names.
+    sent = []
+    for item, resolved in zip(body.input, items, strict=True):
+        if item.get("type") == "item_reference":
+            sent.append(_stored(resolved))
+        elif item.get("type") != "reasoning" or item.get("encrypted_content"):
+            sent.append(item)
+    return sent

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from llmserve.api.serving.responses_convert import normalized_input
 from llmserve.api.serving.responses_native import native_request, reaches_native
 from llmserve.config import load_settings
 from llmserve.providers.http import UpstreamHTTP
@@ -62,7 +63,7 @@ def test_the_input_is_the_stored_chain_then_this_input_as_sent() -> None:
         {"type": "function_call", "id": "fc_b", "call_id": "call_1", "name": "f", "arguments": "{}"},
     ]
     messages = [ChatMessage("user", "hi")]
-    carried = native_request(body, prior, messages)
+    carried = native_request(body, prior, normalized_input(body), messages)
     assert carried.protocol == PROTOCOL and carried.messages == tuple(messages)
     assert carried.body["prompt_cache_key"] == "k" and carried.body["model"] == "native"
     assert carried.body["input"] == [
@@ -74,5 +75,6 @@ def test_the_input_is_the_stored_chain_then_this_input_as_sent() -> None:
 
 
 def test_a_string_input_is_one_user_message() -> None:
-    carried = native_request(ResponsesRequest.model_validate({"input": "Hello"}), [], [])
+    hello = ResponsesRequest.model_validate({"input": "Hello"})
+    carried = native_request(hello, [], normalized_input(hello), [])
     assert carried.body == {"input": [{"type": "message", "role": "user", "content": "Hello"}]}
