@@ -21,7 +21,7 @@ from anthropic.types import MessageParam, ToolParam
 from tests.live_server import LiveServer, running_server
 from tests.upstreams.anthropic_app import anthropic_server
 from tests.upstreams.openai_app import openai_server
-from tests.upstreams.server import Fault, UpstreamServer
+from tests.upstreams.server import Fault, UpstreamServer, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -100,13 +100,8 @@ def upstreams() -> Iterator[dict[str, UpstreamServer]]:
         "second": openai_server("second"),
         "claude": anthropic_server("claude-up", api_key="sk-ant-upstream"),
     }
-    for server in servers.values():
-        server.start()
-    try:
-        yield servers
-    finally:
-        for server in servers.values():
-            server.stop()
+    with serving(servers) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

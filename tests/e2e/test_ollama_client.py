@@ -18,7 +18,7 @@ from ollama import Client, ResponseError
 
 from tests.live_server import LiveServer, running_server
 from tests.upstreams.openai_app import deployment_for, embedding_for, openai_server
-from tests.upstreams.server import Fault, UpstreamServer
+from tests.upstreams.server import Fault, UpstreamServer, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -30,13 +30,8 @@ QUESTION = [{"role": "user", "content": "What is 2 plus 3?"}]
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[dict[str, UpstreamServer]]:
     servers = {name: openai_server(name) for name in ("remote", "cut")}
-    for server in servers.values():
-        server.start()
-    try:
-        yield servers
-    finally:
-        for server in servers.values():
-            server.stop()
+    with serving(servers) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

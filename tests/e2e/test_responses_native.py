@@ -17,7 +17,7 @@ from openai import OpenAI
 from tests.live_server import LiveServer, running_server
 from tests.polling import poll
 from tests.upstreams.openai_responses_app import OpenAIResponsesUpstream
-from tests.upstreams.server import Fault, UpstreamRequest, UpstreamServer
+from tests.upstreams.server import Fault, UpstreamRequest, UpstreamServer, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -41,13 +41,8 @@ def handlers() -> dict[str, OpenAIResponsesUpstream]:
 @pytest.fixture(scope="module")
 def upstreams(handlers: dict[str, OpenAIResponsesUpstream]) -> Iterator[dict[str, UpstreamServer]]:
     servers = {name: UpstreamServer(handler) for name, handler in handlers.items()}
-    for server in servers.values():
-        server.start()
-    try:
-        yield servers
-    finally:
-        for server in servers.values():
-            server.stop()
+    with serving(servers) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from openai import OpenAI
 
 from tests.live_server import LiveServer, running_server
 from tests.upstreams.openai_app import openai_server
-from tests.upstreams.server import Fault, UpstreamServer
+from tests.upstreams.server import Fault, UpstreamServer, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -132,13 +132,8 @@ def test_a_chain_survives_a_restart(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[dict[str, UpstreamServer]]:
     servers = {"first": openai_server("first"), "second": openai_server("second")}
-    for server in servers.values():
-        server.start()
-    try:
-        yield servers
-    finally:
-        for server in servers.values():
-            server.stop()
+    with serving(servers) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import socket
 import struct
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -350,3 +350,15 @@ async def _send(writer: asyncio.StreamWriter, status: int, body: bytes, headers:
     head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
     writer.write(head.encode() + body)
     await writer.drain()
+
+
+@contextlib.contextmanager
+def serving(servers: dict[str, UpstreamServer]) -> Iterator[dict[str, UpstreamServer]]:
+    """Starts every server, yields them by name, stops them all after (a module fixture's body)."""
+    for server in servers.values():
+        server.start()
+    try:
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
